@@ -1,0 +1,62 @@
+"""Make `import torchvision` work with the CPU torch wheel.
+
+The PyPI torchvision 0.28.0 wheel is a CUDA build; with CPU torch its compiled ops do not load and the
+import fails with `operator torchvision::nms does not exist` (see ../shared/ENVIRONMENT.md). Defining the
+two operator schemas (and a pure-Python CPU nms) before the first import fixes models and transforms.
+Compiled ops such as roi_align stay unavailable; nothing in csvr uses them. On a CUDA machine with a
+matching torch this is a no-op.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import torch
+
+_LIB = None
+
+
+def _nms(dets: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression on (N, 4) xyxy boxes; returns kept indices by score."""
+    order = scores.argsort(descending=True)
+    keep: list[int] = []
+    x1, y1, x2, y2 = dets.unbind(1)
+    areas = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
+    suppressed = torch.zeros(len(dets), dtype=torch.bool)
+    for idx in order.tolist():
+        if suppressed[idx]:
+            continue
+        keep.append(idx)
+        xx1 = torch.maximum(x1[idx], x1)
+        yy1 = torch.maximum(y1[idx], y1)
+        xx2 = torch.minimum(x2[idx], x2)
+        yy2 = torch.minimum(y2[idx], y2)
+        inter = (xx2 - xx1).clamp(min=0) * (yy2 - yy1).clamp(min=0)
+        iou = inter / (areas[idx] + areas - inter).clamp(min=1e-12)
+        suppressed |= iou > iou_threshold
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def import_torchvision():
+    """Import and return torchvision, registering the missing operator schemas first if needed."""
+    global _LIB
+    if "torchvision" in sys.modules:
+        return sys.modules["torchvision"]
+    try:
+        torch.ops.torchvision.nms  # noqa: B018  (probe: exists when torchvision's C++ ops loaded)
+        has_ops = True
+    except (AttributeError, RuntimeError):
+        has_ops = False
+    if not has_ops and _LIB is None:
+        _LIB = torch.library.Library("torchvision", "DEF")
+        _LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _LIB.impl("nms", _nms, "CPU")
+    try:
+        return importlib.import_module("torchvision")
+    except RuntimeError:
+        if _LIB is None:
+            raise
+        sys.modules.pop("torchvision", None)
+        return importlib.import_module("torchvision")

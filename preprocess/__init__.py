@@ -1,0 +1,1 @@
+"""csvr stage: preprocess."""

@@ -1,0 +1,95 @@
+"""Helpers shared by the dataset parsers: reading annotation text, indexing files, count policies."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from data_manifests.manifest import ExpectedCounts, ManifestError, name_list
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp", ".ogv"}
+)
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """Return `path` if it is a folder, else raise ManifestError saying what was expected there."""
+    if not path.is_dir():
+        raise ManifestError(f"{what} not found: {path} is not a folder")
+    return path
+
+
+def require_file(path: Path, what: str) -> Path:
+    """Return `path` if it is a file, else raise ManifestError saying what was expected there."""
+    if not path.is_file():
+        raise ManifestError(f"{what} not found: {path} is missing")
+    return path
+
+
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-empty, stripped lines with 1-based line numbers; UTF-8 (BOM ok), Latin-1 as a fallback."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+        log.warning("%s is not UTF-8; read as Latin-1", path)
+    return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def index_files(base: Path, *, extensions: Iterable[str] | None = VIDEO_EXTENSIONS, skip_dirs: Iterable[Path] = ()) -> list[str]:
+    """All files under `base` (recursively, sorted) as POSIX paths relative to `base`.
+
+    Hidden files and folders are skipped; `extensions` (lower-case, with dot) filters when given.
+    """
+    exts = None if extensions is None else {e.lower() for e in extensions}
+    skip = {os.path.realpath(p) for p in skip_dirs}
+    base_str = os.fspath(base)
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(base_str):
+        dirnames[:] = sorted(
+            n for n in dirnames if not n.startswith(".") and (not skip or os.path.realpath(os.path.join(dirpath, n)) not in skip)
+        )
+        rel_dir = os.path.relpath(dirpath, base_str)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if exts is not None and os.path.splitext(name)[1].lower() not in exts:
+                continue
+            out.append(prefix + name)
+    return sorted(out)
+
+
+def resolve_expected(expected_counts: bool | ExpectedCounts | None, official: ExpectedCounts) -> ExpectedCounts | None:
+    """Map the `expected_counts` argument of a parser to the counts to check (None = no check)."""
+    if expected_counts is True:
+        return official
+    if expected_counts is False or expected_counts is None:
+        return None
+    if isinstance(expected_counts, ExpectedCounts):
+        return expected_counts
+    raise TypeError(f"expected_counts must be True, False or ExpectedCounts, got {expected_counts!r}")
+
+
+def missing_error(dataset: str, root: Path, missing: list[str], source: str) -> ManifestError:
+    """The error for videos named by the annotations but absent on disk."""
+    return ManifestError(
+        f"{dataset} at {root}: {source} name videos that are not on disk: {name_list(missing)}. "
+        "Re-extract the archive, or pass allow_missing=True / --allow-missing to build a manifest "
+        "of the videos that are present."
+    )
+
+
+def mismatch_hint(missing: list[str], extra: list[str]) -> str:
+    """Text naming missing and extra files, appended to count-check errors."""
+    parts = []
+    if missing:
+        parts.append(f"missing on disk: {name_list(missing)}")
+    if extra:
+        parts.append(f"on disk but in no annotation file: {name_list(extra)}")
+    return "; ".join(parts)

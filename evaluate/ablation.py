@@ -1,0 +1,97 @@
+"""Running the paper's ablation tables: one row = one pretraining variant + one fine-tuning variant.
+
+`run_ablation` walks the rows of the requested tables, calls `run_row` (the seam that pretrains and
+fine-tunes one row and returns its test top-1) for each distinct row configuration, saves results
+after every row (so a killed ablation resumes where it stopped), and writes one Markdown file with
+our numbers beside the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from evaluate import paper
+from evaluate.report import ablation_markdown
+
+log = logging.getLogger(__name__)
+
+RunRow = Callable[[paper.AblationRow, Path], float]
+"""Pretrain (per `row.pretrain`) and fine-tune (per `row.finetune_variant`) into the given folder;
+return the test top-1 as a fraction."""
+
+
+def row_signature(row: paper.AblationRow) -> str:
+    """Identical configurations across tables (Table I `full` = Table V `both`, Table I `f_s` =
+    Table IV `mi_infonce`) share one signature and are run once."""
+    return json.dumps({"pretrain": paper.resolved_pretrain(row), "finetune": row.finetune_variant}, sort_keys=True)
+
+
+def load_results(path: str | Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Read an ablation results file: {table: {row key: {dataset: top-1}}}."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read ablation results ({e})") from e
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"{path}: expected {{table: {{row: {{dataset: top1}}}}}}")
+    for table, rows in data.items():
+        paper.ablation_rows(table)  # raises on an unknown table
+        for row, vals in rows.items():
+            if not isinstance(vals, dict):
+                raise ValueError(f"{path}: table {table} row {row!r} must map dataset -> top-1")
+    return data
+
+
+def ablation_report(results: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> str:
+    """All result tables as one Markdown document (our numbers beside the paper's)."""
+    parts = ["# Ablations: ours next to the paper", ""]
+    for table in results:
+        parts += [ablation_markdown(table, results[table]), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def run_ablation(
+    tables: Sequence[str],
+    out_dir: str | Path,
+    dataset: str,
+    run_row: RunRow,
+    rows: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """Run the rows of `tables` (optionally only `rows[table]` keys) and write results.json + ablation.md.
+
+    Each distinct configuration runs once in `out_dir/<row key>/`; finished rows found in
+    `out_dir/results.json` are not run again.
+    """
+    tables = [t.upper() for t in tables]
+    for t in tables:
+        paper.ablation_rows(t)  # unknown table -> clear error before any work
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / "results.json"
+    results: dict[str, dict[str, dict[str, float]]] = load_results(results_path) if results_path.is_file() else {}
+    by_signature: dict[str, float] = {}
+    for table in tables:
+        for row in paper.ablation_rows(table):
+            if row.key in results.get(table, {}) and dataset in results[table][row.key]:
+                by_signature[row_signature(row)] = results[table][row.key][dataset]
+    for table in tables:
+        wanted = set(rows[table]) if rows and table in rows else None
+        for row in paper.ablation_rows(table):
+            if wanted is not None and row.key not in wanted:
+                continue
+            sig = row_signature(row)
+            if sig not in by_signature:
+                log.info("ablation table %s row %s: running", table, row.key)
+                by_signature[sig] = float(run_row(row, out_dir / row.key))
+            else:
+                log.info("ablation table %s row %s: reusing result", table, row.key)
+            results.setdefault(table, {}).setdefault(row.key, {})[dataset] = by_signature[sig]
+            results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    md = out_dir / "ablation.md"
+    md.write_text(ablation_report(results), encoding="utf-8")
+    return {"results": results, "results_path": results_path, "markdown": md}

@@ -1,0 +1,284 @@
+"""Evaluation of a run from callables: recognition, retrieval, pretext metrics, examples, report.
+
+Everything model- or store-specific is passed in as an `EvalComponents` of plain callables and batch
+iterables, so this module runs (and is tested) without checkpoints; `evaluate.seams` builds the real
+components from a run folder and a store. Section builders (`recognition_metrics`, ...) turn arrays
+into the dicts stored in metrics.json (schema in docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluate import metrics as M
+from evaluate.features import FeatureSet, extract_video_features, write_features
+from evaluate.report import build_report, write_metrics
+
+log = logging.getLogger(__name__)
+
+Batches = Callable[[], Iterable[Mapping[str, Any]]]
+"""A zero-argument factory returning a fresh iterable of eval batches (the contract's eval dataset
+after `ClipAugment(train=False)`): keys `clip` (model input), `label` (B,), `video_index` (B,), plus
+whatever the pretext callable needs (`pose`, `future_pose`, `*_mask`, `iframes`, `iframe_mask`, ...)."""
+
+
+@dataclass
+class EvalComponents:
+    """What an evaluation needs from the model and the store (each part optional)."""
+
+    test_batches: Batches  # clips of the test split (10 per video, centre crop)
+    train_batches: Batches | None = None  # clips of the train split (retrieval gallery)
+    classify: Callable[[Any], Any] | None = None  # fine-tuned model: clips -> logits (B, C)
+    features: Callable[[Any], Any] | None = None  # pretrained V-network: clips -> pooled features (B, D)
+    pretext: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None  # batch -> pretext outputs (PRETEXT_KEYS)
+    video_frame: Callable[[str, int], np.ndarray] | None = None  # (split, video_index) -> one (H, W, 3) uint8 frame
+    video_ids: Mapping[int, str] | None = None  # video_index -> store id
+    attrs: dict[str, Any] = field(default_factory=dict)  # model/checkpoint info for features.h5 and metrics
+
+
+PRETEXT_KEYS: dict[str, str] = {
+    "video_emb": "(B, C) g^V outputs of the clips",
+    "iframe_emb": "(M, C) g^I outputs of the valid I-frames of the batch",
+    "iframe_owner": "(M,) clip index (0..B-1) of each I-frame",
+    "video_index": "(B,) optional, video of each clip (added from the batch when absent)",
+    "pose_pred": "(B, T', 17, 2) generated future poses (normalised coordinates)",
+    "pose_target": "(B, T', 17, 2) real future poses",
+    "pose_mask": "(B, T', 17) bool, observed target joints",
+    "pose_observed": "(B, T, 17, 2) optional, input poses (for the example figure)",
+    "real": "(B, T, H, W, 3) float [0,1], real current clip at the generator's resolution",
+    "reconstructed": "(B, T, H, W, 3) float [0,1], reconstruction",
+    "future_real": "(B, T', H, W, 3) float [0,1], optional",
+    "future_generated": "(B, T', H, W, 3) float [0,1], optional",
+    "generated_logits": "(B, C) optional, classifier logits of generated clips (Inception Score)",
+    "real_logits": "(B, C) optional, classifier logits of the matching real clips (IS ceiling)",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Section builders (arrays -> metrics.json sections)
+# --------------------------------------------------------------------------------------------------
+
+
+def recognition_metrics(clip_scores: Any, clip_labels: Any, video_index: Any, num_classes: int) -> dict[str, Any]:
+    """Clip- and video-level top-1, per-class accuracy and confusion matrix (both at video level)."""
+    clip_scores = M.as_numpy(clip_scores)
+    if clip_scores.shape[1] != num_classes:
+        raise ValueError(f"classifier outputs {clip_scores.shape[1]} classes, dataset has {num_classes}")
+    vids, vscores, vlabels = M.video_level_scores(clip_scores, clip_labels, video_index)
+    vpred = vscores.argmax(axis=1)
+    counts = np.unique(M.as_numpy(video_index), return_counts=True)[1]
+    return {
+        "clip_top1": M.top1_accuracy(clip_scores, clip_labels),
+        "video_top1": float(np.mean(vpred == vlabels)),
+        "num_clips": int(len(clip_scores)),
+        "num_videos": int(len(vids)),
+        "clips_per_video": int(counts.max()),
+        "per_class": M.per_class_accuracy(vlabels, vpred, num_classes).tolist(),
+        "confusion_matrix": M.confusion_matrix(vlabels, vpred, num_classes).tolist(),
+    }
+
+
+def retrieval_metrics(gallery: FeatureSet, queries: FeatureSet, ks: Sequence[int] = M.RETRIEVAL_KS) -> dict[str, Any]:
+    """R@k of test videos (queries) against training videos (gallery)."""
+    recall = M.retrieval_recall_at_k(queries.features, queries.labels, gallery.features, gallery.labels, ks)
+    return {"recall": {str(k): v for k, v in recall.items()}, "num_queries": len(queries), "num_gallery": len(gallery)}
+
+
+def retrieval_examples(
+    gallery: FeatureSet,
+    queries: FeatureSet,
+    frame_of: Callable[[str, int], np.ndarray],
+    num_queries: int = 4,
+    k: int = 5,
+) -> dict[str, np.ndarray]:
+    """Arrays for the retrieval figure: queries of distinct classes (first test video of each of the
+    first classes), their k nearest training videos, and one frame of each (via `frame_of`)."""
+    k = min(k, len(gallery))
+    rows, seen = [], set()
+    for i, lab in enumerate(queries.labels):
+        if int(lab) not in seen:
+            seen.add(int(lab))
+            rows.append(i)
+        if len(rows) == num_queries:
+            break
+    idx, sims = M.nearest_neighbours(queries.features[rows], gallery.features, k)
+
+    def frame(split: str, fs: FeatureSet, r: int) -> np.ndarray:
+        return np.asarray(frame_of(split, _video_index(fs.video_ids[r])))
+
+    return {
+        "retrieval_query_frames": np.stack([frame(queries.split, queries, r) for r in rows]),
+        "retrieval_neighbour_frames": np.stack([np.stack([frame(gallery.split, gallery, j) for j in row]) for row in idx]),
+        "retrieval_query_labels": queries.labels[rows],
+        "retrieval_neighbour_labels": gallery.labels[idx],
+        "retrieval_neighbour_sims": sims.astype(np.float32),
+    }
+
+
+def _video_index(video_id: str) -> int:
+    """The video index encoded in a feature set's id: `extract_video_features` ids are `<index>` or
+    `<index>:<store id>` (see `video_id_map`)."""
+    return int(str(video_id).split(":", 1)[0])
+
+
+def video_id_map(ids: Sequence[str]) -> dict[int, str]:
+    """video_index -> `<index>:<store id>`, a stable id that keeps the index recoverable."""
+    return {i: f"{i}:{v}" for i, v in enumerate(ids)}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def pretext_metrics(outputs: Sequence[Mapping[str, Any]], is_splits: int = 1) -> dict[str, Any]:
+    """Table II measures from per-batch pretext outputs (keys in `PRETEXT_KEYS`).
+
+    Context-matching top-1 is computed within each batch (as in training) and averaged over clips;
+    pose MSE x100 over all observed future joints; generation: Inception Score of generated clips
+    with our classifier (and of the real clips, its ceiling), and PSNR/SSIM against the real frames.
+    """
+    res: dict[str, Any] = {}
+    ctx_hits, ctx_n = 0.0, 0
+    pp, pt, pm = [], [], []
+    gen: dict[str, list] = {"generated_logits": [], "real_logits": []}
+    pairs: dict[str, list] = {"real": [], "reconstructed": [], "future_real": [], "future_generated": []}
+    for out in outputs:
+        o = {k: M.as_numpy(v) for k, v in out.items() if v is not None}
+        if "video_emb" in o and "iframe_emb" in o:
+            b = len(o["video_emb"])
+            ctx_hits += b * M.context_matching_top1(o["video_emb"], o["iframe_emb"], o.get("iframe_owner"),
+                                                    o.get("video_index"))
+            ctx_n += b
+        if "pose_pred" in o and "pose_target" in o:
+            pp.append(o["pose_pred"])
+            pt.append(o["pose_target"])
+            pm.append(o["pose_mask"] if "pose_mask" in o else np.ones(o["pose_pred"].shape[:-1], bool))
+        for k in gen:
+            if k in o:
+                gen[k].append(o[k])
+        for k in pairs:
+            if k in o:
+                pairs[k].append(o[k])
+    if ctx_n:
+        res["context_top1"] = ctx_hits / ctx_n
+    if pp:
+        res["pose_mse_x100"] = M.pose_mse_x100(np.concatenate(pp), np.concatenate(pt), np.concatenate(pm))
+    g: dict[str, Any] = {}
+    if gen["generated_logits"]:
+        probs = _softmax(np.concatenate(gen["generated_logits"]).astype(np.float64))
+        g["inception_score"], g["inception_score_std"] = M.inception_score(probs, min(is_splits, len(probs)))
+        g["num_generated"] = int(len(probs))
+    if gen["real_logits"]:
+        probs = _softmax(np.concatenate(gen["real_logits"]).astype(np.float64))
+        g["inception_score_real"], _ = M.inception_score(probs, min(is_splits, len(probs)))
+    for a, b, suffix in (("real", "reconstructed", ""), ("future_real", "future_generated", "_future")):
+        if pairs[a] and pairs[b]:
+            ra, rb = np.concatenate(pairs[a]), np.concatenate(pairs[b])
+            g[f"psnr{suffix}"] = M.psnr(rb, ra)
+            g[f"ssim{suffix}"] = M.ssim(rb, ra)
+    if g:
+        res["generation"] = g
+    return res
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+def _collect(fn: Callable[[Any], Any], batches: Iterable[Mapping[str, Any]], key: str = "clip") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run `fn` on every batch: returns (outputs (N, ...), labels (N,), video_index (N,))."""
+    import torch
+
+    outs, labels, vids = [], [], []
+    with torch.no_grad():
+        for batch in batches:
+            outs.append(M.as_numpy(fn(batch[key])).astype(np.float32))
+            labels.append(M.as_numpy(batch["label"]).astype(np.int64))
+            vids.append(M.as_numpy(batch["video_index"]).astype(np.int64))
+    if not outs:
+        raise ValueError("the loader yielded no batches")
+    return np.concatenate(outs), np.concatenate(labels), np.concatenate(vids)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    components: EvalComponents,
+    classes: Sequence[str],
+    class_groups: Mapping[str, str] | None = None,
+    run_info: Mapping[str, Any] | None = None,
+    ks: Sequence[int] = M.RETRIEVAL_KS,
+    max_pretext_batches: int | None = 8,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Compute every metric the components allow, write features.h5, eval/examples.npz,
+    metrics.json, report.md and plots into `run_dir`; returns the written paths."""
+    import torch
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, Any] = {"run": dict(run_info or {}), "classes": list(classes)}
+    if class_groups:
+        metrics["class_groups"] = dict(class_groups)
+    examples: dict[str, np.ndarray] = {}
+    written: dict[str, Path] = {}
+
+    if components.classify is not None:
+        scores, labels, vidx = _collect(components.classify, components.test_batches())
+        metrics["recognition"] = recognition_metrics(scores, labels, vidx, len(classes))
+        log.info("recognition: clip top-1 %.3f, video top-1 %.3f", metrics["recognition"]["clip_top1"],
+                 metrics["recognition"]["video_top1"])
+
+    if components.features is not None and components.train_batches is not None:
+        gallery = extract_video_features(components.features, components.train_batches(), "train", components.video_ids)
+        queries = extract_video_features(components.features, components.test_batches(), "test", components.video_ids)
+        written["features"] = write_features(run_dir / "eval" / "features.h5", [gallery, queries],
+                                             {**components.attrs, **(run_info or {})})
+        metrics["retrieval"] = retrieval_metrics(gallery, queries, ks)
+        metrics["retrieval"]["features"] = "eval/features.h5"
+        log.info("retrieval: %s", metrics["retrieval"]["recall"])
+        if components.video_frame is not None:
+            examples.update(retrieval_examples(gallery, queries, components.video_frame))
+
+    if components.pretext is not None:
+        outputs = []
+        with torch.no_grad():
+            for i, batch in enumerate(components.test_batches()):
+                if max_pretext_batches is not None and i >= max_pretext_batches:
+                    break
+                out = {k: M.as_numpy(v) for k, v in components.pretext(batch).items() if v is not None}
+                out.setdefault("video_index", M.as_numpy(batch["video_index"]))
+                outputs.append(out)
+        metrics["pretext"] = pretext_metrics(outputs)
+        if outputs:
+            first = outputs[0]
+            n = min(3, len(first.get("pose_pred", [])))
+            if n and "pose_observed" in first:
+                examples["pose_observed"] = first["pose_observed"][:n]
+                examples["pose_future_real"] = first["pose_target"][:n]
+                examples["pose_future_generated"] = first["pose_pred"][:n]
+                if "pose_mask" in first:
+                    examples["pose_future_mask"] = first["pose_mask"][:n]
+            for key, name in (("real", "frames_real"), ("reconstructed", "frames_reconstructed"),
+                              ("future_real", "frames_future_real"), ("future_generated", "frames_future_generated")):
+                if key in first:
+                    examples[name] = first[key][:2]
+
+    if extra:
+        metrics.update(extra)
+    if examples:
+        path = run_dir / "eval" / "examples.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, **examples)
+        written["examples"] = path
+    written["metrics"] = write_metrics(run_dir / "metrics.json", metrics)
+    written.update(build_report(run_dir))
+    return written

@@ -1,0 +1,262 @@
+"""``csvr bench preprocess``: preprocessing speed, its parts, compressors and store size (prints + JSON).
+
+Measures on the same videos and machine: I-frame extraction vs a full decode; pose frames/s per core at
+320x240; whole-pipeline videos/s with 1 and 2 workers and its ratio to the sum of its unavoidable parts
+(decode + resize, pose inference, compression) measured alone; compressors on real frames; bytes on
+disk per stored frame; and from these an estimate for UCF101 on a 16-core node.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# UCF101: 13,320 videos, ~2.48 M frames at 320x240 (avg 7.21 s at 25 fps; Soomro et al. 2012)
+UCF101_VIDEOS = 13320
+UCF101_FRAMES = 2_484_000
+
+
+def _time(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bench_iframes(paths: list[Path], policy_note: str) -> dict:
+    """Full decode to RGB vs native I-frame extraction (skip_frame=NONINTRA) on the same files."""
+    from preprocess.video import full_decode_count, native_iframes
+
+    full = iframe = 0.0
+    frames = iframes = 0
+    for p in paths:
+        full += _time(lambda: full_decode_count(p), 2)
+        frames += full_decode_count(p)
+        iframe += _time(lambda: native_iframes(p, (128, 171)), 2)
+        iframes += len(native_iframes(p, (128, 171)).source_index)
+    return {"videos": len(paths), "frames": frames, "iframes": iframes, "note": policy_note,
+            "full_decode_s": round(full, 4), "iframe_extract_s": round(iframe, 4),
+            "speedup": round(full / iframe, 2) if iframe else None}
+
+
+def bench_pose(frames_240x320: np.ndarray, batch: int = 32) -> dict:
+    """YOLO11n-pose (ONNX Runtime, 1 thread) frames/s on 320x240 frames."""
+    from preprocess.pose import build_estimator
+
+    est = build_estimator("yolo", threads=1, max_people=2)
+    x = frames_240x320[:batch]
+    est.estimate(x[:4], np.arange(4), None)  # warm-up
+    n = 0
+    t = time.perf_counter()
+    while time.perf_counter() - t < 3.0:
+        est.estimate(x, np.arange(len(x)), None)
+        n += len(x)
+    dt = time.perf_counter() - t
+    return {"backend": "yolo (onnxruntime, 1 thread)", "input": list(x.shape[1:3]), "batch": len(x),
+            "frames_per_s_per_core": round(n / dt, 1), "ms_per_frame": round(1000 * dt / n, 2)}
+
+
+def bench_compressors(frames: np.ndarray) -> dict:
+    """Blosc codecs on (32, H, W, 3) chunks of real frames: ratio, encode and decode MB/s."""
+    from numcodecs import Blosc
+
+    codecs = {
+        "blosc-lz4": Blosc("lz4", 5, Blosc.NOSHUFFLE),
+        "blosc-lz4-bitshuffle": Blosc("lz4", 5, Blosc.BITSHUFFLE),
+        "blosc-zstd1": Blosc("zstd", 1, Blosc.NOSHUFFLE),
+        "blosc-zstd3-bitshuffle": Blosc("zstd", 3, Blosc.BITSHUFFLE),
+        "blosc-zstd5": Blosc("zstd", 5, Blosc.NOSHUFFLE),
+    }
+    chunks = [np.ascontiguousarray(frames[s:s + 32]) for s in range(0, len(frames) - 31, 32)][:8]
+    raw = sum(c.nbytes for c in chunks)
+    out = {}
+    for name, c in codecs.items():
+        c.blocksize = 0
+        enc = [c.encode(x) for x in chunks]
+        te = _time(lambda: [c.encode(x) for x in chunks], 3)
+        td = _time(lambda: [c.decode(e) for e in enc], 3)
+        size = sum(len(e) for e in enc)
+        out[name] = {"ratio": round(raw / size, 3), "encode_MBps": round(raw / te / 1e6, 1),
+                     "decode_MBps": round(raw / td / 1e6, 1)}
+    return {"chunk": [32, *frames.shape[1:]], "chunks": len(chunks), "codecs": out}
+
+
+def bench_parts(paths: list[Path], codec: str = "lz4") -> dict:
+    """The unavoidable parts of the pipeline measured alone: decode+resize, pose, compression."""
+    from numcodecs import Blosc
+
+    from preprocess.pose import build_estimator
+    from preprocess.video import decode_video
+
+    est = build_estimator("yolo", threads=1, max_people=2)
+    comp = Blosc("lz4", 5, Blosc.NOSHUFFLE) if codec == "lz4" else Blosc("zstd", 3, Blosc.BITSHUFFLE)
+    t_dec = t_pose = t_comp = 0.0
+    frames = 0
+    for p in paths:
+        t = time.perf_counter()
+        d = decode_video(p, (128, 171), 1, 320)
+        t_dec += time.perf_counter() - t
+        t = time.perf_counter()
+        for s in range(0, len(d.pose_frames), 32):
+            est.estimate(d.pose_frames[s:s + 32], d.source_indices[s:s + 32], p)
+        t_pose += time.perf_counter() - t
+        t = time.perf_counter()
+        for s in range(0, len(d.frames), 32):
+            comp.encode(np.ascontiguousarray(d.frames[s:s + 32]))
+        t_comp += time.perf_counter() - t
+        frames += len(d.frames)
+    total = t_dec + t_pose + t_comp
+    return {"videos": len(paths), "frames": frames, "decode_resize_s": round(t_dec, 3),
+            "pose_s": round(t_pose, 3), "compress_s": round(t_comp, 3), "sum_s": round(total, 3)}
+
+
+def bench_pipeline(manifest: Any, workdir: Path, workers: int, policy: str) -> dict:
+    """Whole ``preprocess_dataset`` (yolo poses) wall time, store bytes per frame."""
+    from preprocess.pipeline import preprocess_dataset
+    from preprocess.store import FS
+
+    out = workdir / f"store-w{workers}-{policy}.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    summary = preprocess_dataset(manifest, out, pose="yolo", workers=workers, iframe_policy=policy,
+                                 progress=False)
+    wall = time.perf_counter() - t
+    disk = FS(str(out)).du("")
+    res = {"workers": workers, "iframe_policy": policy, "videos": summary["videos"], "ok": summary["ok"],
+           "frames": summary["frames"], "iframes": summary["iframes"], "wall_s": round(wall, 3),
+           "videos_per_s": round(summary["videos"] / wall, 3),
+           "frames_per_s": round(summary["frames"] / wall, 1), "bytes_on_disk": disk,
+           "bytes_per_frame": round(disk / max(summary["frames"], 1), 1),
+           "frame_bytes_per_frame": round(FS(str(out)).du("frames") / max(summary["frames"], 1), 1),
+           "pose_coverage": summary["pose_coverage"]}
+    shutil.rmtree(out, ignore_errors=True)
+    return res
+
+
+def _cluster_startup(workers: int) -> float:
+    from distributed import Client, LocalCluster
+
+    t = time.perf_counter()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
+                      processes=True) as c, Client(c) as cl:
+        cl.submit(lambda: 1).result()
+    return time.perf_counter() - t
+
+
+@click.command("preprocess")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write results here.")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="An existing synthetic dataset (default: generate one in a temp dir).")
+@click.option("--classes", type=int, default=4, show_default=True, help="Synthetic classes to generate.")
+@click.option("--videos-per-class", type=int, default=3, show_default=True)
+@click.option("--real-clips", type=click.Path(path_type=Path), default=None,
+              help="Folder of real clips (default ../shared/data/real-clips when present).")
+@click.option("--policy", type=click.Choice(["native", "reencode"]), default="reencode", show_default=True)
+@click.option("--skip-scaling", is_flag=True, help="Only the 1-worker pipeline run.")
+def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, videos_per_class: int,
+                     real_clips: Path | None, policy: str, skip_scaling: bool) -> None:
+    """Preprocessing benchmark on synthetic videos (and the real clips when present)."""
+    from data_manifests import build_manifest
+    from preprocess.video import decode_video
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    res: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
+    tmp = Path(tempfile.mkdtemp(prefix="csvr-bench-"))
+    try:
+        if root is None:
+            from data_manifests.synthetic import generate
+
+            root = tmp / "synthetic"
+            t = time.perf_counter()
+            generate(root, videos_per_class=videos_per_class, num_classes=classes, seed=0,
+                     seconds=(3.0, 4.0))
+            res["generate_s"] = round(time.perf_counter() - t, 2)
+        manifest = build_manifest("synthetic", root=root)
+        paths = [root / v.path for v in manifest.videos]
+        res["dataset"] = {"root": str(root), "videos": len(paths)}
+        click.echo(f"dataset: {len(paths)} synthetic videos at {root}")
+
+        res["iframes_synthetic_gop12"] = bench_iframes(paths, "synthetic, native GOP 12")
+        click.echo(f"I-frames vs full decode (synthetic GOP 12): {res['iframes_synthetic_gop12']['speedup']}x")
+        if real_clips is None:
+            cand = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-clips"
+            real_clips = cand if cand.is_dir() else None
+        real = sorted(p for p in (real_clips.rglob("*") if real_clips else [])
+                      if p.suffix in (".avi", ".mp4", ".mkv"))[:12]
+        if real:
+            res["iframes_real"] = bench_iframes(real, f"{len(real)} real clips from {real_clips}")
+            click.echo(f"I-frames vs full decode (real clips): {res['iframes_real']['speedup']}x")
+
+        d = decode_video(paths[0], (128, 171), 1, 320)
+        res["pose"] = bench_pose(d.pose_frames)
+        click.echo(f"pose: {res['pose']['frames_per_s_per_core']} frames/s per core at 320x240")
+        frames = decode_video(real[0] if real else paths[0], (128, 171), 1, 320).frames
+        res["compressors"] = bench_compressors(frames)
+        for k, v in res["compressors"]["codecs"].items():
+            click.echo(f"compressor {k:24s} ratio {v['ratio']:6.2f}  enc {v['encode_MBps']:7.1f} MB/s  "
+                       f"dec {v['decode_MBps']:7.1f} MB/s")
+
+        res["parts"] = bench_parts(paths)
+        click.echo(f"parts alone: {res['parts']}")
+        res["cluster_startup_s"] = {"1": round(_cluster_startup(1), 2)}
+        res["pipeline_1"] = bench_pipeline(manifest, tmp, 1, policy)
+        click.echo(f"pipeline 1 worker: {res['pipeline_1']['videos_per_s']} videos/s "
+                   f"({res['pipeline_1']['wall_s']} s)")
+        p1 = res["pipeline_1"]
+        res["pipeline_over_parts"] = round(p1["wall_s"] / res["parts"]["sum_s"], 3)
+        res["pipeline_over_parts_excl_startup"] = round(
+            (p1["wall_s"] - res["cluster_startup_s"]["1"]) / res["parts"]["sum_s"], 3)
+        click.echo(f"pipeline / sum of parts: {res['pipeline_over_parts']} "
+                   f"(excluding cluster start-up: {res['pipeline_over_parts_excl_startup']})")
+        if not skip_scaling:
+            res["cluster_startup_s"]["2"] = round(_cluster_startup(2), 2)
+            res["pipeline_2"] = bench_pipeline(manifest, tmp, 2, policy)
+            res["scaling_2_vs_1"] = round(res["pipeline_2"]["videos_per_s"] / p1["videos_per_s"], 3)
+            click.echo(f"pipeline 2 workers: {res['pipeline_2']['videos_per_s']} videos/s; "
+                       f"scaling {res['scaling_2_vs_1']}x")
+        if real:
+            from data_manifests.manifest import Manifest, VideoEntry
+
+            rm = Manifest("folder", real_clips, ["real"],
+                          [VideoEntry(p.relative_to(real_clips).as_posix(), 0, "real", {1: "test"})
+                           for p in real])
+            res["pipeline_real_1"] = bench_pipeline(rm, tmp, 1, policy)
+            click.echo(f"real clips: {res['pipeline_real_1']['bytes_per_frame']} B/frame on disk, "
+                       f"pose coverage {res['pipeline_real_1']['pose_coverage']:.3f}")
+
+        # UCF101 estimate on a 16-core node (per-core cost from the 1-worker run, scaling as measured)
+        sec_per_frame = (p1["wall_s"] - res["cluster_startup_s"]["1"]) / max(p1["frames"], 1)
+        eff = min(1.0, res.get("scaling_2_vs_1", 1.7) / 2)
+        bpf = res.get("pipeline_real_1", p1)["bytes_per_frame"]
+        res["ucf101_estimate_16_cores"] = {
+            "frames": UCF101_FRAMES, "videos": UCF101_VIDEOS, "seconds_per_frame_per_core": sec_per_frame,
+            "parallel_efficiency_assumed": round(eff, 3),
+            "hours": round(UCF101_FRAMES * sec_per_frame / (16 * eff) / 3600, 2),
+            "store_GB": round(UCF101_FRAMES * bpf / 1e9, 1),
+            "bytes_per_frame_used": bpf,
+        }
+        click.echo(f"UCF101 on 16 cores: ~{res['ucf101_estimate_16_cores']['hours']} h, "
+                   f"~{res['ucf101_estimate_16_cores']['store_GB']} GB")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=1))
+        click.echo(f"wrote {json_out}")
+
+
+__all__ = ["bench_preprocess", "bench_iframes", "bench_pose", "bench_compressors", "bench_parts",
+           "bench_pipeline"]

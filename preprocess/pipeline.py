@@ -1,0 +1,471 @@
+"""``preprocess_dataset``: a manifest of videos -> one complete ``csvr-store/1`` Zarr store, with Dask.
+
+Three phases, each resumable after a kill at any point (SIGKILL included):
+
+1. one task per video: decode + resize, I-frames, poses on every stored frame, main actor; the result
+   is staged as ``_staging/videos/NNNNNN.npz`` and then ``NNNNNN.json`` (the done marker, written last,
+   atomically); unusable files get only a json with ``status=failed`` and the reason;
+2. offsets from the per-video counts in manifest order; one task per shard assembles its row range
+   from the staged videos and writes it (the only writer of that shard), then drops a done marker
+   with the shard checksums; a shard without a marker is rewritten from scratch;
+3. the per-video table, checksums and summary are written, ``complete=True`` last, staging removed.
+
+A 2-worker run writes byte-identical arrays to a 1-worker run: every task is a pure function of its
+inputs and batching never crosses videos.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from preprocess import store as st
+from preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, StoreError
+
+log = logging.getLogger(__name__)
+
+STAGING = "_staging"
+IFRAME_POLICIES = ("native", "reencode")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every preprocessing option; recorded verbatim in the store's ``options`` attribute."""
+
+    pose: str = "yolo"
+    pose_options: dict = field(default_factory=dict)
+    frame_size: tuple[int, int] = (128, 171)
+    frame_step: int = 1
+    iframe_policy: str = "reencode"
+    gop: int = 12
+    max_people: int = 2
+    pose_cap: int = 320
+    pose_batch: int = 32
+    shard_frames: int = st.DEFAULT_SHARD_FRAMES
+    shard_iframes: int = st.DEFAULT_SHARD_FRAMES // 4
+    codec: str = "lz4"
+    split: int | None = None
+    limit: int | None = None
+
+    def validate(self) -> None:
+        H, W = self.frame_size
+        if H < 8 or W < 8:
+            raise ValueError(f"frame_size must be at least 8x8, got {self.frame_size}")
+        if self.frame_step < 1:
+            raise ValueError(f"frame_step must be >= 1, got {self.frame_step}")
+        if self.iframe_policy not in IFRAME_POLICIES:
+            raise ValueError(f"iframe_policy must be one of {IFRAME_POLICIES}, got {self.iframe_policy!r}")
+        if self.gop < 1:
+            raise ValueError(f"gop must be >= 1, got {self.gop}")
+        if not 1 <= self.max_people <= 64:
+            raise ValueError(f"max_people must be in 1..64, got {self.max_people}")
+        if self.pose_batch < 1 or self.pose_cap < 32:
+            raise ValueError("pose_batch must be >= 1 and pose_cap >= 32")
+        st.compressor(self.codec)
+        st.Layout(self.shard_frames, self.shard_iframes)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["frame_size"] = list(self.frame_size)
+        return d
+
+
+# ---------------------------------------------------------------- phase 1: one task per video
+
+_ESTIMATORS: dict[str, Any] = {}
+
+
+def _estimator(name: str, options: dict, max_people: int):
+    """The pose estimator of this process (built once per worker, on first use)."""
+    import json
+
+    key = json.dumps([name, options, max_people], sort_keys=True)
+    if key not in _ESTIMATORS:
+        from preprocess.pose import build_estimator
+
+        _ESTIMATORS[key] = build_estimator(name, max_people=max_people, **options)
+    return _ESTIMATORS[key]
+
+
+def _fit_people(a: np.ndarray, P: int) -> np.ndarray:
+    """Pad with zeros / truncate axis 1 to P people."""
+    if a.shape[1] == P:
+        return a
+    if a.shape[1] > P:
+        return a[:, :P]
+    pad = np.zeros((a.shape[0], P - a.shape[1], *a.shape[2:]), a.dtype)
+    return np.concatenate([a, pad], axis=1)
+
+
+def run_pose(est, pose_frames: np.ndarray, source_indices: np.ndarray, video_path: Path,
+             max_people: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Poses on every frame in batches -> keypoints (N,P,17,3), boxes (N,P,5) float32, main actor (N,)."""
+    from preprocess.pose.tracking import select_main_actor
+
+    kps, bxs = [], []
+    for s in range(0, len(pose_frames), batch):
+        pb = est.estimate(pose_frames[s:s + batch], source_indices[s:s + batch], video_path)
+        kps.append(_fit_people(np.asarray(pb.keypoints, np.float32), max_people))
+        bxs.append(_fit_people(np.asarray(pb.boxes, np.float32), max_people))
+    kp, bx = np.concatenate(kps), np.concatenate(bxs)
+    main = np.asarray(select_main_actor(kp, bx), dtype=np.int8)
+    return kp, bx, main
+
+
+def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
+    """Decode, extract I-frames and poses of one video; stage the result. Returns its metadata.
+
+    Idempotent: a video whose done marker exists is not processed again.
+    """
+    from preprocess.video import VideoError, decode_video, native_iframes, reencoded_iframes
+
+    fs = st.FS(url)
+    marker = f"{STAGING}/videos/{index:06d}.json"
+    if fs.exists(marker):
+        return fs.read_json(marker)
+    o = Options(**{**opts, "frame_size": tuple(opts["frame_size"])})
+    path = Path(video_path)
+    t0 = time.perf_counter()
+    try:
+        dec = decode_video(path, o.frame_size, o.frame_step, o.pose_cap,
+                           keep_source=o.iframe_policy == "reencode")
+        if o.iframe_policy == "native":
+            ifr = native_iframes(path, o.frame_size, pts=dec.pts)
+        else:
+            ifr = reencoded_iframes(dec, o.gop, o.frame_size)
+        dec.extra.clear()
+        t1 = time.perf_counter()
+        est = _estimator(o.pose, o.pose_options, o.max_people)
+        try:
+            kp, bx, main = run_pose(est, dec.pose_frames, dec.source_indices, path, o.max_people,
+                                    o.pose_batch)
+        except (ValueError, OSError, IndexError) as exc:  # e.g. no ground-truth joints for this file
+            raise VideoError(f"pose estimation failed: {exc}") from exc
+    except VideoError as exc:
+        reason = str(exc).replace(str(path), path.name)  # the table holds the path; keep runs comparable
+        meta = {"index": index, "status": "failed", "reason": reason, "fps": 0.0, "width": 0,
+                "height": 0, "source_frames": 0, "num_frames": 0, "num_iframes": 0}
+        log.warning("%s: skipped: %s", path, exc)
+        fs.write_json(marker, meta)
+        return meta
+    n = len(dec.frames)
+    frame_index = np.minimum(np.rint(ifr.source_index / o.frame_step), n - 1).astype(np.int32)
+    st.save_npz(fs, f"{STAGING}/videos/{index:06d}.npz", {
+        "frames": dec.frames,
+        "poses/keypoints": kp.astype(np.float16),
+        "poses/boxes": bx.astype(np.float16),
+        "poses/main_actor": main,
+        "iframes/images": ifr.images,
+        "iframes/frame_index": frame_index,
+        "iframes/source_index": ifr.source_index.astype(np.int32),
+        "iframes/pict_type": ifr.pict_type.astype(np.uint8),
+    })
+    meta = {"index": index, "status": "ok", "reason": "", "fps": float(dec.fps), "width": dec.width,
+            "height": dec.height, "source_frames": dec.source_frames, "num_frames": n,
+            "num_iframes": int(len(ifr.source_index)),
+            "pose_coverage": float((main >= 0).mean()) if n else 0.0,
+            "seconds": {"decode": t1 - t0, "pose": time.perf_counter() - t1}}
+    fs.write_json(marker, meta)  # written last: the video is done only once this exists
+    return meta
+
+
+# ---------------------------------------------------------------- phase 2: one task per shard
+
+def _pieces(counts: list[int], starts: list[int], lo: int, hi: int) -> list[tuple[int, int, int]]:
+    """(video index, first row within the video, last row + 1) of videos overlapping rows [lo, hi)."""
+    out = []
+    for v, (n, s) in enumerate(zip(counts, starts)):
+        if n and s < hi and s + n > lo:
+            out.append((v, max(lo, s) - s, min(hi, s + n) - s))
+    return out
+
+
+def write_shard_task(url: str, family: str, shard: int, lo: int, hi: int,
+                     pieces: list[tuple[int, int, int]]) -> dict:
+    """Assemble rows [lo, hi) of the ``family`` arrays ("frames" or "iframes") and write that shard."""
+    import zarr
+
+    fs = st.FS(url)
+    marker = f"{STAGING}/shards/{family}-{shard:06d}.json"
+    if fs.exists(marker):
+        return fs.read_json(marker)
+    names = FRAME_ARRAYS if family == "frames" else IFRAME_ARRAYS
+    group = zarr.open_group(store=url, mode="r+")
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for v, a, b in pieces:
+        data = st.load_npz(fs, f"{STAGING}/videos/{v:06d}.npz")
+        for n in names:
+            parts[n].append(data[n][a:b])
+    sums = {}
+    for n in names:
+        arr = group[n]
+        block = (np.concatenate(parts[n]) if parts[n]
+                 else np.zeros((0, *arr.shape[1:]), arr.dtype)).astype(arr.dtype, copy=False)
+        if len(block) != hi - lo:
+            raise RuntimeError(f"{n} shard {shard}: assembled {len(block)} rows, expected {hi - lo}")
+        sums[n] = st.write_shard(group, fs, n, shard, lo, block)
+    result = {"family": family, "shard": shard, "rows": [lo, hi], "sha256": sums}
+    fs.write_json(marker, result)
+    return result
+
+
+# ---------------------------------------------------------------- execution
+
+class _Inline:
+    """Runs tasks in this process (``workers=0``): for debugging and in-memory URLs."""
+
+    def submit(self, fn, *args, **kwargs):
+        from concurrent.futures import Future
+
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # propagated by .result()
+            fut.set_exception(exc)
+        return fut
+
+
+@contextmanager
+def _executor(workers: int, scheduler: str | None) -> Iterator[Any]:
+    if scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            yield client
+        return
+    if workers <= 0:
+        yield _Inline()
+        return
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
+                      processes=True) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _as_completed(futures: list, client: Any):
+    if isinstance(client, _Inline):
+        yield from futures
+        return
+    from distributed import as_completed
+
+    yield from as_completed(futures)
+
+
+def _run_all(client: Any, calls: list[tuple], desc: str, unit: str, progress: bool) -> list:
+    """Submit ``(key, fn, *args)`` calls, collect results with a tqdm bar (rate + ETA)."""
+    from tqdm import tqdm
+
+    if not calls:
+        return []
+    futures = []
+    for key, fn, *args in calls:
+        if isinstance(client, _Inline):
+            futures.append(client.submit(fn, *args))
+        else:
+            futures.append(client.submit(fn, *args, key=key, pure=False))
+    results = []
+    with tqdm(total=len(futures), desc=desc, unit=unit, disable=not progress, smoothing=0.1) as bar:
+        for fut in _as_completed(futures, client):
+            results.append(fut.result())
+            bar.update(1)
+    return results
+
+
+# ---------------------------------------------------------------- the driver
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("csvr", "av", "zarr", "numcodecs", "numpy", "dask", "distributed", "onnxruntime",
+                "ultralytics"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def select_videos(manifest: Any, split: int | None, limit: int | None) -> list[tuple[int, Any]]:
+    """(manifest position, entry) of the videos to process, in manifest order."""
+    items = list(enumerate(manifest.videos))
+    if split is not None:
+        items = [(i, v) for i, v in items if v.splits.get(split) in ("train", "test")]
+    if limit is not None:
+        items = items[:limit]
+    return items
+
+
+def video_ids(paths: list[str]) -> list[str]:
+    """Stable ids: the file stem, or the extension-less path where stems collide."""
+    stems = [Path(p).stem for p in paths]
+    dup = {s for s, c in Counter(stems).items() if c > 1}
+    return [str(Path(p).with_suffix("")) if s in dup else s for p, s in zip(paths, stems)]
+
+
+def _open_or_create(url: str, attrs: dict, overwrite: bool):
+    """The store's root group: created fresh, or reopened for resuming when its inputs match."""
+    import zarr
+
+    fs = st.FS(url)
+    if overwrite and fs.exists(""):
+        fs.rm("", recursive=True)
+    if fs.exists("zarr.json"):
+        try:
+            group = zarr.open_group(store=url, mode="r+")
+            old = dict(group.attrs)
+        except Exception as exc:
+            raise StoreError(f"{url}: exists but is not a readable zarr group ({exc}); "
+                             "pass --overwrite to replace it") from exc
+        if old.get("schema") != SCHEMA:
+            raise StoreError(f"{url}: exists with schema {old.get('schema')!r}; pass --overwrite")
+        for k in ("dataset", "manifest_sha256", "options", "pose_model"):
+            if old.get(k) != attrs[k]:
+                raise StoreError(
+                    f"{url}: exists from a run with a different {k} ({old.get(k)!r} != {attrs[k]!r}); "
+                    "pass --overwrite to replace it or choose another output")
+        return group, old
+    if fs.exists("") and fs.ls(""):
+        raise StoreError(f"{url}: exists and is not a csvr store; choose another output or --overwrite")
+    group = zarr.open_group(store=url, mode="w", attributes=attrs)
+    return group, attrs
+
+
+def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", workers: int = 1,
+                       scheduler: str | None = None, frame_size: tuple[int, int] = (128, 171),
+                       frame_step: int = 1, iframe_policy: str = "reencode", gop: int = 12,
+                       max_people: int = 2, pose_options: dict | None = None, pose_cap: int = 320,
+                       pose_batch: int = 32, shard_frames: int = st.DEFAULT_SHARD_FRAMES,
+                       shard_iframes: int | None = None, codec: str = "lz4", split: int | None = None,
+                       limit: int | None = None, overwrite: bool = False,
+                       progress: bool = True) -> dict:
+    """Preprocess the videos of ``manifest`` into the store at ``out`` (path or fsspec URL).
+
+    Rerunning the same call after an interruption resumes it; a complete store is returned as is.
+    ``workers=0`` runs in this process without Dask. Returns the summary (also in ``attrs['summary']``).
+    """
+    import zarr
+
+    t_start = time.perf_counter()
+    o = Options(pose=pose, pose_options=dict(pose_options or {}), frame_size=tuple(frame_size),
+                frame_step=frame_step, iframe_policy=iframe_policy,
+                gop=gop, max_people=max_people, pose_cap=pose_cap, pose_batch=pose_batch,
+                shard_frames=shard_frames,
+                shard_iframes=shard_iframes if shard_iframes is not None else max(
+                    st.IFRAME_CHUNK, shard_frames // 4 // st.IFRAME_CHUNK * st.IFRAME_CHUNK),
+                codec=codec, split=split, limit=limit)
+    o.validate()
+    root = Path(manifest.root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root {root} does not exist or is not a directory")
+    selected = select_videos(manifest, split, limit)
+    if not selected:
+        raise ValueError(f"no videos to process in {manifest.dataset} at {root} "
+                         f"(split={split}, limit={limit})")
+    est = _estimator(o.pose, o.pose_options, o.max_people)  # fails here, before any work
+    pose_model = (est.describe() if hasattr(est, "describe")
+                  else {"name": est.name, "weights_sha256": est.weights_sha256})
+    url = st.normalize_url(out)
+    opts = o.to_json()
+    attrs = {
+        "schema": SCHEMA, "complete": False, "dataset": manifest.dataset,
+        "manifest_sha256": manifest.digest(), "options": opts, "pose_model": pose_model,
+        "iframe_policy": {"policy": o.iframe_policy, "gop": o.gop if o.iframe_policy == "reencode" else None},
+        "frame_size": list(o.frame_size), "classes": list(manifest.classes), "versions": _versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "summary": {},
+    }
+    group, existing = _open_or_create(url, attrs, overwrite)
+    if existing.get("complete"):
+        log.info("%s is already complete", url)
+        return dict(existing.get("summary", {}))
+    fs = st.FS(url)
+    layout = st.Layout(o.shard_frames, o.shard_iframes)
+
+    with _executor(workers, scheduler) as client:
+        # phase 1: videos
+        done = {int(n[:6]) for n in fs.ls(f"{STAGING}/videos") if n.endswith(".json")}
+        todo = [(f"video-{i}", process_video, url, i, str(root / v.path), opts)
+                for i, v in selected if i not in done]
+        log.info("%d videos, %d already staged, %d to process", len(selected), len(selected) - len(todo),
+                 len(todo))
+        _run_all(client, todo, "videos", "video", progress)
+        metas = {i: fs.read_json(f"{STAGING}/videos/{i:06d}.json") for i, _ in selected}
+
+        # phase 2: shards
+        counts = [metas[i]["num_frames"] if metas[i]["status"] == "ok" else 0 for i, _ in selected]
+        icounts = [metas[i]["num_iframes"] if metas[i]["status"] == "ok" else 0 for i, _ in selected]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+        istarts = np.concatenate([[0], np.cumsum(icounts)[:-1]]).astype(int).tolist()
+        F, I = int(sum(counts)), int(sum(icounts))
+        plan = {"F": F, "I": I, "layout": layout.as_dict()}
+        plan_key = f"{STAGING}/arrays.json"
+        if not fs.exists(plan_key) or fs.read_json(plan_key) != plan:
+            fs.rm(f"{STAGING}/shards", recursive=True)
+            st.create_arrays(group, F, I, o.frame_size, o.max_people, layout, o.codec)
+            fs.write_json(plan_key, plan)
+        manifest_pos = [i for i, _ in selected]
+        calls = []
+        for family, total, cnt, sts, rows in (("frames", F, counts, starts, layout.shard_frames),
+                                             ("iframes", I, icounts, istarts, layout.shard_iframes)):
+            for k in range(st.num_shards(total, rows)):
+                lo, hi = k * rows, min(total, (k + 1) * rows)
+                if fs.exists(f"{STAGING}/shards/{family}-{k:06d}.json"):
+                    continue
+                pieces = [(manifest_pos[v], a, b) for v, a, b in _pieces(cnt, sts, lo, hi)]
+                calls.append((f"shard-{family}-{k}", write_shard_task, url, family, k, lo, hi, pieces))
+        _run_all(client, calls, "shards", "shard", progress)
+
+    # phase 3: checksums, table, summary, complete flag
+    checksums: dict[str, dict[str, str]] = {n: {} for n in (*FRAME_ARRAYS, *IFRAME_ARRAYS)}
+    for name in fs.ls(f"{STAGING}/shards"):
+        if name.endswith(".json"):
+            res = fs.read_json(f"{STAGING}/shards/{name}")
+            for arr, digest in res["sha256"].items():
+                checksums[arr][str(res["shard"])] = digest
+    for arr, sums in checksums.items():
+        group[arr].attrs["shard_sha256"] = dict(sorted(sums.items(), key=lambda kv: int(kv[0])))
+    paths = [v.path for _, v in selected]
+    ids = video_ids(paths)
+    cols: dict[str, list] = {c: [] for c in ("id", "path", "label", "label_name", "split1", "split2",
+                                             "split3", "fps", "width", "height", "source_frames",
+                                             "num_frames", "frame_start", "num_iframes", "iframe_start",
+                                             "status", "reason")}
+    for k, (i, v) in enumerate(selected):
+        m = metas[i]
+        ok = m["status"] == "ok"
+        row = {"id": ids[k], "path": v.path, "label": v.label, "label_name": v.label_name,
+               "split1": v.splits.get(1, ""), "split2": v.splits.get(2, ""), "split3": v.splits.get(3, ""),
+               "fps": m["fps"], "width": m["width"], "height": m["height"],
+               "source_frames": m["source_frames"], "num_frames": counts[k],
+               "frame_start": starts[k] if ok else 0, "num_iframes": icounts[k],
+               "iframe_start": istarts[k] if ok else 0, "status": m["status"], "reason": m["reason"]}
+        for c in cols:
+            cols[c].append(row[c])
+    st.write_table(group, cols)
+    failed = [(v.path, metas[i]["reason"]) for i, v in selected if metas[i]["status"] != "ok"]
+    ok_metas = [metas[i] for i, _ in selected if metas[i]["status"] == "ok"]
+    summary = {
+        "videos": len(selected), "ok": len(ok_metas), "failed": len(failed),
+        "frames": F, "iframes": I,
+        "pose_coverage": (float(np.average([m["pose_coverage"] for m in ok_metas],
+                                           weights=[m["num_frames"] for m in ok_metas]))
+                          if ok_metas and F else 0.0),
+        "failures": [{"path": p, "reason": r} for p, r in failed],
+        "seconds": round(time.perf_counter() - t_start, 3),
+    }
+    group = zarr.open_group(store=url, mode="r+")
+    group.attrs.update({"summary": summary})
+    group.attrs.update({"complete": True})  # last: the store is usable only from here on
+    fs.rm(STAGING, recursive=True)
+    log.info("store %s complete: %d ok, %d failed, %d frames, %d I-frames", url, summary["ok"],
+             summary["failed"], F, I)
+    return summary

@@ -1,0 +1,84 @@
+"""The store schema ``csvr-store/1`` (docs/contracts.md section 4): names, dtypes, open/validate helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "csvr-store/1"
+NUM_JOINTS = 17
+
+# frame-aligned arrays (rows = stored frames, F) and I-frame-aligned arrays (rows = I)
+FRAME_ARRAYS = ("frames", "poses/keypoints", "poses/boxes", "poses/main_actor")
+IFRAME_ARRAYS = ("iframes/images", "iframes/frame_index", "iframes/source_index", "iframes/pict_type")
+
+# per-video table: column -> numpy dtype ("str" = variable-length UTF-8)
+VIDEO_COLUMNS: dict[str, str] = {
+    "id": "str",
+    "path": "str",
+    "label": "int32",
+    "label_name": "str",
+    "split1": "str",
+    "split2": "str",
+    "split3": "str",
+    "fps": "float32",
+    "width": "int32",
+    "height": "int32",
+    "source_frames": "int32",
+    "num_frames": "int64",
+    "frame_start": "int64",
+    "num_iframes": "int64",
+    "iframe_start": "int64",
+    "status": "str",
+    "reason": "str",
+}
+
+
+class StoreError(Exception):
+    """A store that is missing, of an unknown schema, or incomplete."""
+
+
+def array_specs(frame_size: tuple[int, int], max_people: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Row shape (without the leading axis) and dtype of every frame/I-frame array."""
+    H, W = frame_size
+    P = max_people
+    return {
+        "frames": ((H, W, 3), "uint8"),
+        "poses/keypoints": ((P, NUM_JOINTS, 3), "float16"),
+        "poses/boxes": ((P, 5), "float16"),
+        "poses/main_actor": ((), "int8"),
+        "iframes/images": ((H, W, 3), "uint8"),
+        "iframes/frame_index": ((), "int32"),
+        "iframes/source_index": ((), "int32"),
+        "iframes/pict_type": ((), "uint8"),
+    }
+
+
+def open_store(url: str, *, allow_incomplete: bool = False, mode: str = "r") -> Any:
+    """Open a store (local path or fsspec URL) as a zarr group after checking schema and completeness."""
+    import zarr
+
+    url = str(url)
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    try:
+        group = zarr.open_group(store=url, mode=mode)
+    except Exception as exc:
+        raise StoreError(f"{url}: not a zarr store ({type(exc).__name__}: {exc})") from exc
+    schema = group.attrs.get("schema")
+    if schema != SCHEMA:
+        raise StoreError(f"{url}: unknown schema {schema!r} (expected {SCHEMA!r})")
+    if not group.attrs.get("complete", False) and not allow_incomplete:
+        raise StoreError(f"{url}: store is incomplete (preprocessing did not finish); "
+                         "rerun the same preprocess command to resume it")
+    return group
+
+
+def read_table(group: Any) -> dict[str, np.ndarray]:
+    """The per-video table as a dict of 1-D numpy arrays (strings as ``str`` object arrays)."""
+    out = {}
+    for col, dt in VIDEO_COLUMNS.items():
+        a = group[f"videos/{col}"][:]
+        out[col] = np.asarray(a, dtype=object).astype(str) if dt == "str" else np.asarray(a)
+    return out

@@ -1,0 +1,260 @@
+"""In-process video decoding with PyAV: full decode + resize, I-frame extraction, MPEG-4 re-encode.
+
+Everything here works on one file and returns NumPy arrays; nothing spawns a process. Positions of
+frames found with ``skip_frame`` are taken from ``frame.pts`` (mapped onto the full decode's pts list),
+never from a loop counter (see ENVIRONMENT.md).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class VideoError(Exception):
+    """A file that cannot be used as a video; the message is the reason recorded in the store."""
+
+
+@dataclass
+class DecodedVideo:
+    """Result of :func:`decode_video` for one file."""
+
+    frames: np.ndarray  # (N, H, W, 3) uint8 at the stored size, N = ceil(source_frames / frame_step)
+    pose_frames: np.ndarray  # (N, h, w, 3) uint8 at source resolution capped for the pose model
+    source_indices: np.ndarray  # (N,) int32 index in the source stream of each stored frame
+    pts: list[int | None]  # pts of every decoded source frame, in decode (display) order
+    fps: float
+    width: int
+    height: int
+    source_frames: int
+    codec: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class IFrames:
+    """Intra-coded frames of a stream, at the stored size."""
+
+    images: np.ndarray  # (I, H, W, 3) uint8
+    source_index: np.ndarray  # (I,) int32
+    pict_type: np.ndarray  # (I,) uint8 (av PictureType value, 1 = I)
+
+
+def _open(path: Path):
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise VideoError("zero-byte file")
+    try:
+        container = av.open(str(path))
+    except Exception as exc:  # av raises many InvalidDataError subclasses
+        raise VideoError(f"cannot open as a container: {type(exc).__name__}: {exc}") from exc
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        container.close()
+        raise VideoError(f"no video stream (streams: {', '.join(kinds)})")
+    return container
+
+
+def pose_size(height: int, width: int, cap: int) -> tuple[int, int]:
+    """Source size scaled so the longest side is at most ``cap`` (even dims, never upscaled)."""
+    scale = min(1.0, cap / max(height, width))
+    h = max(2, int(round(height * scale / 2)) * 2)
+    w = max(2, int(round(width * scale / 2)) * 2)
+    return h, w
+
+
+def decode_video(
+    path: Path,
+    frame_size: tuple[int, int] = (128, 171),
+    frame_step: int = 1,
+    pose_cap: int = 320,
+    keep_source: bool = False,
+) -> DecodedVideo:
+    """Decode every frame of ``path``; keep every ``frame_step``-th resized to ``frame_size`` (H, W).
+
+    Also returns the kept frames at source resolution capped to ``pose_cap`` (for pose estimation) and,
+    with ``keep_source``, every source frame as a ``av.VideoFrame`` list in ``extra['source']`` (used by
+    the re-encode I-frame policy). Raises :class:`VideoError` with the reason for unusable files.
+    """
+    import av
+
+    H, W = frame_size
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        cc = stream.codec_context
+        width, height = int(cc.width or 0), int(cc.height or 0)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        ph, pw = pose_size(height, width, pose_cap) if width and height else (0, 0)
+        frames, pose_frames, pts, src_idx, source = [], [], [], [], []
+        i = 0
+        try:
+            for frame in container.decode(stream):
+                if i == 0 and not (width and height):
+                    width, height = frame.width, frame.height
+                    ph, pw = pose_size(height, width, pose_cap)
+                pts.append(frame.pts)
+                if i % frame_step == 0:
+                    frames.append(frame.to_ndarray(width=W, height=H, format="rgb24"))
+                    pose_frames.append(frame.to_ndarray(width=pw, height=ph, format="rgb24"))
+                    src_idx.append(i)
+                if keep_source:
+                    source.append(frame.to_ndarray(format="yuv420p"))
+                i += 1
+        except av.FFmpegError as exc:
+            if i == 0:
+                raise VideoError(f"decode failed before the first frame: {exc}") from exc
+            raise VideoError(f"decode failed after {i} frames (truncated or corrupt): {exc}") from exc
+        if i == 0:
+            raise VideoError("zero decodable frames")
+        expected = int(stream.frames or 0)
+        if not expected and container.duration and fps:
+            expected = int(round(container.duration / 1_000_000 * fps))
+        if expected and i < 0.95 * expected - 1:
+            raise VideoError(f"truncated: decoded {i} of the {expected} frames the container declares")
+        if fps <= 0:
+            fps = 0.0
+        return DecodedVideo(
+            frames=np.stack(frames),
+            pose_frames=np.stack(pose_frames),
+            source_indices=np.asarray(src_idx, dtype=np.int32),
+            pts=pts,
+            fps=fps,
+            width=width,
+            height=height,
+            source_frames=i,
+            codec=cc.name,
+            extra={"source": source} if keep_source else {},
+        )
+    finally:
+        container.close()
+
+
+def _pts_to_index(pts_list: list[int | None]) -> dict[int, int]:
+    return {p: k for k, p in enumerate(pts_list) if p is not None}
+
+
+def _intra_frames(container, frame_size: tuple[int, int], pts_index: dict[int, int] | None) -> IFrames:
+    """Decode only intra frames (``skip_frame=NONINTRA``) of an open container."""
+    import av
+
+    H, W = frame_size
+    stream = container.streams.video[0]
+    stream.codec_context.skip_frame = "NONINTRA"
+    stream.thread_type = "AUTO"
+    images, idx, ptype = [], [], []
+    rate = stream.average_rate or stream.guessed_rate
+    tb = stream.time_base
+    start = stream.start_time or 0
+    try:
+        for frame in container.decode(stream):
+            pt = int(frame.pict_type)
+            if pt != int(av.video.frame.PictureType.I):
+                continue  # some decoders pass through non-intra frames (e.g. after errors)
+            if pts_index is not None and frame.pts in pts_index:
+                k = pts_index[frame.pts]
+            elif frame.pts is not None and rate and tb:
+                k = int(round(float((frame.pts - start) * tb * rate)))
+            else:
+                raise VideoError("I-frame without pts: cannot place it")
+            images.append(frame.to_ndarray(width=W, height=H, format="rgb24"))
+            idx.append(k)
+            ptype.append(pt)
+    except av.FFmpegError as exc:
+        if not images:
+            raise VideoError(f"I-frame decode failed: {exc}") from exc
+        log.debug("I-frame decode stopped early: %s", exc)
+    if not images:
+        return IFrames(np.zeros((0, H, W, 3), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.uint8))
+    order = np.argsort(np.asarray(idx), kind="stable")
+    return IFrames(
+        images=np.stack(images)[order],
+        source_index=np.asarray(idx, dtype=np.int32)[order],
+        pict_type=np.asarray(ptype, dtype=np.uint8)[order],
+    )
+
+
+def native_iframes(path: Path, frame_size: tuple[int, int] = (128, 171),
+                   pts: list[int | None] | None = None) -> IFrames:
+    """The stream's own intra-coded frames, positioned from their pts (onto ``pts`` when given)."""
+    container = _open(path)
+    try:
+        return _intra_frames(container, frame_size, _pts_to_index(pts) if pts is not None else None)
+    finally:
+        container.close()
+
+
+def reencode_mpeg4(source_yuv: list[np.ndarray], width: int, height: int, gop: int,
+                   fps: float = 25.0, qscale: int = 4) -> bytes:
+    """Re-encode decoded frames (yuv420p planes) to MPEG-4 Part 2 in memory with a fixed GOP.
+
+    Scene-cut detection is off, so I-frames sit exactly at multiples of ``gop`` (the CoViAR recipe).
+    """
+    import av
+    from fractions import Fraction
+
+    w2, h2 = width - width % 2, height - height % 2
+    buf = io.BytesIO()
+    out = av.open(buf, mode="w", format="avi")
+    try:
+        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
+        st = out.add_stream("mpeg4", rate=rate)
+        st.width, st.height, st.pix_fmt = w2, h2, "yuv420p"
+        st.codec_context.gop_size = gop
+        st.codec_context.options = {"sc_threshold": "1000000000", "qscale": str(qscale), "bf": "0"}
+        st.codec_context.thread_count = 1
+        for k, yuv in enumerate(source_yuv):
+            fr = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            if (fr.width, fr.height) != (w2, h2):
+                fr = fr.reformat(width=w2, height=h2)
+            fr.pts = k
+            for pkt in st.encode(fr):
+                out.mux(pkt)
+        for pkt in st.encode(None):
+            out.mux(pkt)
+    finally:
+        out.close()
+    return buf.getvalue()
+
+
+def reencoded_iframes(decoded: DecodedVideo, gop: int, frame_size: tuple[int, int] = (128, 171)) -> IFrames:
+    """I-frames of an in-process MPEG-4 Part 2 re-encode (GOP ``gop``) of an already decoded video."""
+    import av
+
+    source = decoded.extra.get("source")
+    if source is None:
+        raise ValueError("decode_video(..., keep_source=True) is required for the reencode policy")
+    data = reencode_mpeg4(source, decoded.width, decoded.height, gop, decoded.fps or 25.0)
+    container = av.open(io.BytesIO(data), format="avi")
+    try:
+        # pts of the re-encode are the source frame indices (set above)
+        return _intra_frames(container, frame_size, {k: k for k in range(decoded.source_frames)})
+    finally:
+        container.close()
+
+
+def full_decode_count(path: Path) -> int:
+    """Decode every frame to RGB (benchmark baseline); returns the count."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        n = 0
+        for frame in container.decode(stream):
+            frame.to_ndarray(format="rgb24")
+            n += 1
+        return n
+    finally:
+        container.close()

@@ -1,0 +1,75 @@
+"""Reader-side store access: validation and refusals, pickling, reads that match the data."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from train.data import ClipDataset, StoreError, StoreReader
+from train.data.fakestore import FakeStoreSpec, FakeVideo, write_fake_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_fake_store(tmp_path_factory.mktemp("data_store") / "fake.zarr")
+
+
+def test_refuses_incomplete_store_unless_allowed(tmp_path):
+    p = write_fake_store(tmp_path / "inc.zarr", FakeStoreSpec(videos=[FakeVideo(20)], complete=False))
+    with pytest.raises(StoreError, match="incomplete"):
+        StoreReader(p)
+    with pytest.raises(StoreError, match="incomplete"):
+        ClipDataset(p)
+    assert StoreReader(p, allow_incomplete=True).num_rows == 20
+
+
+def test_refuses_unknown_schema_and_non_stores(tmp_path):
+    p = write_fake_store(tmp_path / "v9.zarr", FakeStoreSpec(videos=[FakeVideo(20)], schema="csvr-store/9"))
+    with pytest.raises(StoreError, match=r"unknown schema 'csvr-store/9'"):
+        StoreReader(p, allow_incomplete=True)
+    with pytest.raises(StoreError, match="no such file"):
+        StoreReader(tmp_path / "missing.zarr")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(StoreError, match="plain"):
+        StoreReader(tmp_path / "plain")
+
+
+def test_refuses_missing_array(tmp_path):
+    import shutil
+
+    p = write_fake_store(tmp_path / "noposes.zarr", FakeStoreSpec(videos=[FakeVideo(20)]))
+    shutil.rmtree(p / "poses" / "main_actor")
+    with pytest.raises(StoreError, match="poses/main_actor"):
+        StoreReader(p)
+
+
+def test_table_and_splits(store):
+    r = StoreReader(store)
+    assert len(r.videos) == 6 and r.frame_size == (128, 171)
+    assert r.videos.rows_in_split("train").tolist() == [0, 1, 2]  # row 4 failed: excluded
+    assert r.videos.rows_in_split("test").tolist() == [3, 5]
+    assert r.videos.rows_in_split(None).tolist() == [0, 1, 2, 3, 5]
+    with pytest.raises(StoreError, match="no readable videos"):
+        ClipDataset(store, split="unused")
+
+
+@pytest.mark.parametrize("mode", ["auto", "range", "index"])
+def test_read_rows_any_order_and_repeats(store, mode):
+    r = StoreReader(store, read_mode=mode)
+    rows = np.array([140, 3, 7, 7, 100, 0])
+    out = r.read_rows("frames", rows)
+    fs = r.videos["frame_start"]
+    for k, row in enumerate(rows):
+        video = int(np.searchsorted(fs, row, side="right") - 1)
+        assert out[k, 0, 0, 0] == (row - fs[video]) % 256 and out[k, 5, 9, 1] == video and out[k, 0, 9, 2] == 9
+
+
+def test_reader_pickles_without_open_handles(store):
+    r = StoreReader(store)
+    r.read_rows("frames", np.array([1]))
+    assert r._arrays  # opened in this process
+    r2 = pickle.loads(pickle.dumps(r))
+    assert r2._arrays == {}
+    assert r2.read_rows("frames", np.array([2]))[0, 0, 0, 0] == 2

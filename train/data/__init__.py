@@ -1,0 +1,17 @@
+"""Training input: stream CSVR samples from a `csvr-store/1` Zarr store with no video decoding.
+
+`ClipDataset` / `EvalClipDataset` read unaugmented uint8 samples, `ShardLocalSampler` orders them
+(shard-local, epoch-shuffled, split across ranks), `ClipAugment` augments batches on the device.
+See docs/loader.md.
+"""
+
+from .augment import COCO_FLIP_PERM, KINETICS_MEAN, KINETICS_STD, ClipAugment
+from .dataset import ClipDataset, EvalClipDataset, sample_seed
+from .sampler import ShardLocalSampler
+from .sampling import ClipSpec
+from .store import SCHEMA, StoreError, StoreReader, open_group
+
+__all__ = [
+    "COCO_FLIP_PERM", "KINETICS_MEAN", "KINETICS_STD", "SCHEMA", "ClipAugment", "ClipDataset", "ClipSpec",
+    "EvalClipDataset", "ShardLocalSampler", "StoreError", "StoreReader", "open_group", "sample_seed",
+]

@@ -1,0 +1,184 @@
+"""Batched augmentation on the training device: crop, flip, colour jitter, blur, normalisation, poses.
+
+Input: a collated batch of `ClipDataset` samples (uint8 frames at the stored size, channels last),
+already moved to the device. Output: the same dict with
+  clip (B,3,T,c,c), future_clip (B,3,T',c,c), iframes (B,K,3,c,c) float32, normalised;
+  pose / future_pose (B,T,17,3) with x, y re-normalised to the crop (x' = (x*W - x0)/c) and mirrored on
+  a flip (x' -> 1 - x', COCO left/right joints swapped, masks swapped with them); unobserved joints
+  whose coordinates are exactly 0 stay 0;
+  aug_crop (B,2) int64 (y0, x0) and aug_flip (B,) bool for debugging.
+A clip and its future clip share one crop, flip, jitter and blur (one continuous video); every I-frame
+gets its own parameters (the paper's separate I-frame view). `train=False` gives the centre crop only.
+Normalisation: (x/255 - mean) / std with the Kinetics mean/std used by torchvision's video models.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# COCO-17: 0 nose, 1/2 eyes, 3/4 ears, 5/6 shoulders, 7/8 elbows, 9/10 wrists, 11/12 hips, 13/14 knees,
+# 15/16 ankles (odd = left, even = right). A horizontal flip swaps each left/right pair.
+COCO_FLIP_PERM: tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
+KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
+KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
+
+# RGB <-> YIQ: hue rotation is a rotation of the (I, Q) chroma plane
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+def _crop_stack(x: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, c: int) -> torch.Tensor:
+    """x (N, T, H, W, 3) -> (N, T, c, c, 3) with one (y0, x0) per item."""
+    ys, xs = y0.tolist(), x0.tolist()
+    return torch.stack([x[i, :, ys[i]:ys[i] + c, xs[i]:xs[i] + c] for i in range(x.shape[0])])
+
+
+def _per_item(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    return v.view(-1, *([1] * (ndim - 1)))
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """Luma of (N, 3, ...) -> (N, 1, ...)."""
+    w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, *([1] * (x.dim() - 2)))
+    return (x * w).sum(1, keepdim=True)
+
+
+def color_jitter(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor,
+                 hue: torch.Tensor) -> torch.Tensor:
+    """Per-item jitter of x (N, 3, T, h, w) in [0, 1]; factors (N,), identity = 1, 1, 1, 0."""
+    nd = x.dim()
+    x = (x * _per_item(brightness, nd)).clamp_(0, 1)
+    m = _gray(x).mean(dim=tuple(range(2, nd)), keepdim=True)
+    x = ((x - m) * _per_item(contrast, nd) + m).clamp_(0, 1)
+    g = _gray(x)
+    x = ((x - g) * _per_item(saturation, nd) + g).clamp_(0, 1)
+    if bool((hue != 0).any()):
+        theta = hue * 2 * math.pi
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        rot = torch.zeros(len(hue), 3, 3, device=x.device, dtype=x.dtype)
+        rot[:, 0, 0] = 1
+        rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+        m = _YIQ2RGB.to(x) @ rot @ _RGB2YIQ.to(x)  # (N, 3, 3)
+        x = torch.einsum("nij,nj...->ni...", m, x).clamp_(0, 1)
+    return x
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Separable Gaussian blur of x (N, 3, T, h, w) with one sigma per item (reflect padding)."""
+    n, ch, t, h, w = x.shape
+    r = kernel_size // 2
+    pos = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-(pos[None] ** 2) / (2 * sigma.to(x)[:, None] ** 2))
+    k = k / k.sum(1, keepdim=True)  # (N, ks)
+    k = k.repeat_interleave(ch * t, 0)  # (N*3*T, ks)
+    y = x.reshape(1, n * ch * t, h, w)
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="reflect"), k[:, None, None, :], groups=n * ch * t)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k[:, None, :, None], groups=n * ch * t)
+    return y.reshape(n, ch, t, h, w)
+
+
+class ClipAugment(torch.nn.Module):
+    """Batched, sample-consistent video augmentation (see module docstring)."""
+
+    def __init__(self, crop: int = 112, train: bool = True, *, flip_p: float = 0.5, jitter_p: float = 0.8,
+                 brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1,
+                 blur_p: float = 0.5, blur_sigma: tuple[float, float] = (0.1, 2.0),
+                 mean: tuple[float, float, float] = KINETICS_MEAN, std: tuple[float, float, float] = KINETICS_STD,
+                 normalize: bool = True) -> None:
+        super().__init__()
+        self.crop, self.train_mode = int(crop), train
+        self.flip_p, self.jitter_p, self.blur_p = flip_p, jitter_p, blur_p
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+        self.blur_sigma = blur_sigma
+        self.blur_kernel = 2 * math.ceil(3 * blur_sigma[1]) + 1
+        self.normalize = normalize
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1, 1), persistent=False)
+
+    # -- parameter draws (on CPU with an optional generator, so runs are reproducible) ------------
+    def _params(self, n: int, h: int, w: int, g: torch.Generator | None) -> dict[str, torch.Tensor]:
+        c = self.crop
+        if h < c or w < c:
+            raise ValueError(f"frames {h}x{w} are smaller than the crop {c}")
+        if not self.train_mode:
+            return {"y0": torch.full((n,), (h - c) // 2), "x0": torch.full((n,), (w - c) // 2),
+                    "flip": torch.zeros(n, dtype=torch.bool)}
+
+        def u(lo: float, hi: float) -> torch.Tensor:
+            return lo + (hi - lo) * torch.rand(n, generator=g)
+
+        p = {"y0": torch.randint(0, h - c + 1, (n,), generator=g), "x0": torch.randint(0, w - c + 1, (n,), generator=g),
+             "flip": torch.rand(n, generator=g) < self.flip_p}
+        jit = torch.rand(n, generator=g) < self.jitter_p
+        one = torch.ones(n)
+        p["brightness"] = torch.where(jit, u(1 - self.brightness, 1 + self.brightness), one)
+        p["contrast"] = torch.where(jit, u(1 - self.contrast, 1 + self.contrast), one)
+        p["saturation"] = torch.where(jit, u(1 - self.saturation, 1 + self.saturation), one)
+        p["hue"] = torch.where(jit, u(-self.hue, self.hue), torch.zeros(n))
+        p["blur"] = torch.rand(n, generator=g) < self.blur_p
+        p["sigma"] = u(*self.blur_sigma)
+        return p
+
+    def _video(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """x (N, T, H, W, 3) uint8 -> (N, 3, T, c, c) float32 with the per-item params `p`."""
+        x = _crop_stack(x, p["y0"], p["x0"], self.crop)
+        x = x.permute(0, 4, 1, 2, 3).float().div_(255.0)
+        flip = p["flip"].to(x.device)
+        if bool(flip.any()):
+            x = torch.where(flip.view(-1, 1, 1, 1, 1), x.flip(-1), x)
+        if self.train_mode:
+            dev = x.device
+            x = color_jitter(x, p["brightness"].to(dev), p["contrast"].to(dev), p["saturation"].to(dev),
+                             p["hue"].to(dev))
+            idx = torch.nonzero(p["blur"]).flatten()
+            if len(idx):
+                x[idx.to(dev)] = gaussian_blur(x[idx.to(dev)], p["sigma"][idx], self.blur_kernel)
+        if self.normalize:
+            x = (x - self.mean.to(x)) / self.std.to(x)
+        return x
+
+    def _pose(self, pose: torch.Tensor, mask: torch.Tensor, h: int, w: int,
+              p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        c = float(self.crop)
+        dev = pose.device
+        y0 = p["y0"].to(dev, pose.dtype).view(-1, 1, 1)
+        x0 = p["x0"].to(dev, pose.dtype).view(-1, 1, 1)
+        missing = (pose[..., 0] == 0) & (pose[..., 1] == 0) & (pose[..., 2] == 0)
+        out = pose.clone()
+        out[..., 0] = (pose[..., 0] * w - x0) / c
+        out[..., 1] = (pose[..., 1] * h - y0) / c
+        flip = p["flip"].to(dev).view(-1, 1, 1)
+        out[..., 0] = torch.where(flip, 1.0 - out[..., 0], out[..., 0])
+        out = torch.where(missing[..., None], torch.zeros_like(out), out)
+        perm = torch.tensor(COCO_FLIP_PERM, device=dev)
+        fl = flip.view(-1, 1, 1, 1)
+        out = torch.where(fl, out[:, :, perm], out)
+        mask = torch.where(flip, mask[:, :, perm], mask)
+        return out, mask
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Augment a collated batch (see module docstring); returns a new dict, the input is untouched."""
+        out = dict(batch)
+        clip, fut = batch["clip"], batch["future_clip"]
+        b, t, h, w, _ = clip.shape
+        p = self._params(b, h, w, generator)
+        video = self._video(torch.cat([clip, fut], dim=1), p)
+        out["clip"], out["future_clip"] = video[:, :, :t], video[:, :, t:]
+        for key in ("pose", "future_pose"):
+            if key in batch:
+                out[key], out[f"{key}_mask"] = self._pose(batch[key], batch[f"{key}_mask"], h, w, p)
+        out["aug_crop"] = torch.stack([p["y0"], p["x0"]], 1).to(clip.device)
+        out["aug_flip"] = p["flip"].to(clip.device)
+        if "iframes" in batch:
+            fr = batch["iframes"]
+            k = fr.shape[1]
+            if k:
+                pi = self._params(b * k, h, w, generator)
+                v = self._video(fr.reshape(b * k, 1, h, w, 3), pi)  # (B*K, 3, 1, c, c)
+                out["iframes"] = v[:, :, 0].reshape(b, k, 3, self.crop, self.crop)
+            else:
+                out["iframes"] = fr.new_zeros((b, 0, 3, self.crop, self.crop), dtype=torch.float32)
+        return out

@@ -1,0 +1,303 @@
+"""`csvr bench loader`: the store loader vs on-the-fly PyAV decoding vs the raw page-cached read limit.
+
+All three rows load the same videos in the same order (one seeded sampler) with the same number of
+DataLoader worker processes and the same clip recipe: T frames at stride s from a random start, resized
+to the store's frame size (128x171 by default) and randomly cropped to c x c (112) in the worker,
+delivered as uint8 (T, c, c, 3) batches to the main process.
+
+1. `store`: `ClipDataset` over the Zarr store (no future clip, no I-frames: the plain recipe).
+2. `pyav`: the mmaction2/pytorchvideo way: open the source video, seek to the key frame before the
+   start, decode to the last needed frame, convert+resize the needed frames with swscale, crop.
+3. `raw`: the same stored frames copied once into an uncompressed .npy, page-cached, read by memmap
+   fancy indexing and cropped: what a loader could do with zero decode cost.
+Optionally `store_full`: the complete CSVR sample (clip + future clip + poses + I-frames, uncropped).
+
+Video decoding here exists only as the benchmark's baseline (and to build a bench store from videos
+when no preprocessed store exists); the training input itself never decodes video.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from .dataset import ClipDataset, sample_seed
+from .sampling import ClipSpec
+from .store import StoreReader
+
+log = logging.getLogger(__name__)
+
+
+def _crop(frames: np.ndarray, rng: np.random.Generator, c: int) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+    return np.ascontiguousarray(frames[:, y:y + c, x:x + c])
+
+
+class StoreBench(Dataset):
+    """Row 1: clips from the store via `ClipDataset`, cropped in the worker."""
+
+    def __init__(self, reader: StoreReader, videos: np.ndarray, spec: ClipSpec, crop: int, full: bool = False):
+        self.ds = ClipDataset(reader, split=None, spec=spec)
+        pos = {int(v): i for i, v in enumerate(self.ds.videos)}
+        self.items = [pos[int(v)] for v in videos]
+        self.crop, self.full = crop, full
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Any:
+        s = self.ds[(self.items[i], sample_seed(0, 0, i))]
+        if self.full:
+            return s
+        return torch.from_numpy(_crop(s["clip"].numpy(), np.random.default_rng(i), self.crop))
+
+
+class PyAVBench(Dataset):
+    """Row 2: decode the source video on the fly (seek + decode + resize), as peer codebases load."""
+
+    def __init__(self, paths: list[str], source_frames: list[int], frames: int, stride: int, size: tuple[int, int],
+                 crop: int):
+        self.paths, self.source_frames = paths, source_frames
+        self.frames, self.stride, self.size, self.crop = frames, stride, size, crop
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import av
+
+        rng = np.random.default_rng(i)
+        n = self.source_frames[i]
+        span = (self.frames - 1) * self.stride + 1
+        start = int(rng.integers(0, max(n - span, 0) + 1))
+        wanted = [min(start + k * self.stride, n - 1) for k in range(self.frames)]
+        h, w = self.size
+        got: dict[int, np.ndarray] = {}
+        with av.open(self.paths[i]) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = float(stream.average_rate or stream.guessed_rate or 25)
+            tb = float(stream.time_base)
+            first_pts = stream.start_time or 0
+            if start > 0:
+                container.seek(int(first_pts + start / rate / tb), stream=stream, backward=True)
+            last = wanted[-1]
+            for frame in container.decode(stream):
+                idx = int(round(((frame.pts or 0) - first_pts) * tb * rate))
+                if idx in wanted and idx not in got:
+                    got[idx] = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+                if idx >= last:
+                    break
+        if not got:
+            raise RuntimeError(f"{self.paths[i]}: decoded no frames")
+        keys = sorted(got)
+        # a frame missing after an inexact seek is replaced by the nearest decoded one
+        clip = np.stack([got[k] if k in got else got[min(keys, key=lambda q: abs(q - k))] for k in wanted])
+        return torch.from_numpy(_crop(clip, rng, self.crop))
+
+
+class RawBench(Dataset):
+    """Row 3: the same stored frames from an uncompressed, page-cached memmap."""
+
+    def __init__(self, path: str, starts: np.ndarray, lengths: np.ndarray, frames: int, stride: int, crop: int):
+        self.path, self.starts, self.lengths = path, starts, lengths
+        self.frames, self.stride, self.crop = frames, stride, crop
+        self._mm: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_mm": None}
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self._mm is None:
+            self._mm = np.load(self.path, mmap_mode="r")
+        rng = np.random.default_rng(i)
+        n = int(self.lengths[i])
+        span = (self.frames - 1) * self.stride + 1
+        start = int(rng.integers(0, max(n - span, 0) + 1))
+        rows = self.starts[i] + np.minimum(start + np.arange(self.frames) * self.stride, n - 1)
+        return torch.from_numpy(_crop(self._mm[rows], rng, self.crop))
+
+
+def time_loader(dataset: Dataset, *, workers: int, batch_size: int, batches: int, warmup: int = 2,
+                seed: int = 0) -> dict[str, float]:
+    """Clips/s of a DataLoader over `dataset` after `warmup` batches (worker start-up excluded)."""
+    n = (batches + warmup) * batch_size
+    sampler = RandomSampler(dataset, replacement=True, num_samples=n, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                        prefetch_factor=4 if workers else None, drop_last=True)
+    it = iter(loader)
+    for _ in range(warmup):
+        next(it)
+    t0 = time.perf_counter()
+    count = 0
+    for _ in range(batches):
+        b = next(it)
+        count += len(b["clip"]) if isinstance(b, dict) else len(b)
+    dt = time.perf_counter() - t0
+    del it, loader
+    return {"clips": count, "seconds": dt, "clips_per_s": count / dt}
+
+
+def build_raw_copy(reader: StoreReader, videos: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Copy the chosen videos' stored frames into an uncompressed .npy and page-cache it."""
+    lengths = reader.videos["num_frames"][videos].astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    h, w = reader.frame_size
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(int(lengths.sum()), h, w, 3))
+    for v, s, n in zip(videos, starts, lengths):
+        fs = int(reader.videos["frame_start"][v])
+        mm[s:s + n] = reader.array("frames")[fs:fs + int(n)]
+    mm.flush()
+    del mm
+    with open(path, "rb") as f:  # warm the page cache
+        while f.read(1 << 24):
+            pass
+    return starts, lengths
+
+
+def resolve_video_paths(reader: StoreReader, videos: np.ndarray, video_root: Path | None) -> list[str]:
+    """Source paths of `videos`: `--video-root`, else the store's recorded dataset root."""
+    opts = reader.attrs.get("options") or {}
+    keys = ("root", "dataset_root", "source_root")
+    recorded = [opts.get(k) for k in keys] + [reader.attrs.get(k) for k in keys]
+    root = video_root or next((Path(str(r)) for r in recorded if r), None)
+    if root is None:
+        raise click.UsageError(f"store {reader.path} records no dataset root in attrs['options']; pass --video-root")
+    paths = [str(root / str(reader.videos["path"][v])) for v in videos]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise click.UsageError(f"{len(missing)} source videos not found under {root} (first: {missing[0]}); "
+                               "pass --video-root DIR or --skip-pyav")
+    return paths
+
+
+def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: int = 8, max_videos: int = 64,
+              frames: int = 16, stride: int = 4, crop: int = 112, video_root: Path | None = None,
+              skip_pyav: bool = False, full_sample: bool = False, read_modes: tuple[str, ...] = ("auto",),
+              gpu_clips_per_s: float = 100.0, raw_dir: Path | None = None, pyav_batches: int | None = None) -> dict:
+    """Run the rows and return the result dict written as JSON."""
+    reader = StoreReader(store)
+    ok = reader.videos.rows_in_split(None)
+    step = reader.frame_step
+    if step != 1:
+        log.warning("store keeps every %d-th frame; the PyAV row still decodes every source frame", step)
+    videos = ok[np.linspace(0, len(ok) - 1, min(max_videos, len(ok))).round().astype(np.int64)] if len(ok) else ok
+    videos = np.unique(videos)
+    if len(videos) == 0:
+        raise click.UsageError(f"store {store} has no readable videos")
+    spec = ClipSpec(frames=frames, stride=stride, future_frames=0, max_iframes=0)
+    h, w = reader.frame_size
+    clip_bytes = frames * h * w * 3
+    rows: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, res: dict[str, float], **extra: Any) -> None:
+        res["mb_per_s"] = res["clips_per_s"] * clip_bytes / 1e6
+        res.update(extra)
+        rows[name] = res
+        click.echo(f"{name:>14s}: {res['clips_per_s']:9.1f} clips/s  {res['mb_per_s']:8.1f} MB/s  "
+                   f"({res['clips']} clips in {res['seconds']:.2f} s)")
+
+    for mode in read_modes:
+        r = StoreReader(store, read_mode=mode)
+        name = "store" if mode == read_modes[0] else f"store_{mode}"
+        record(name, time_loader(StoreBench(r, videos, spec, crop), workers=workers, batch_size=batch_size,
+                                 batches=batches), read_mode=mode)
+    if full_sample:
+        full = ClipSpec(frames=frames, stride=stride)
+        record("store_full", time_loader(StoreBench(reader, videos, full, crop, full=True), workers=workers,
+                                         batch_size=batch_size, batches=batches),
+               note="clip + future clip + poses + I-frames, uncropped 128x171")
+    if not skip_pyav:
+        paths = resolve_video_paths(reader, videos, video_root)
+        src = [int(reader.videos["source_frames"][v]) if "source_frames" in reader.videos.columns
+               else int(reader.videos["num_frames"][v]) * step for v in videos]
+        record("pyav", time_loader(PyAVBench(paths, src, frames, stride, (h, w), crop), workers=workers,
+                                   batch_size=batch_size, batches=pyav_batches or max(2, batches // 4)))
+    with tempfile.TemporaryDirectory(dir=raw_dir) as tmp:
+        raw_path = Path(tmp) / "raw_frames.npy"
+        starts, lengths = build_raw_copy(reader, videos, raw_path)
+        rstride = max(1, stride // step)
+        record("raw", time_loader(RawBench(str(raw_path), starts, lengths, frames, rstride, crop), workers=workers,
+                                  batch_size=batch_size, batches=batches))
+
+    store_cps = rows["store"]["clips_per_s"]
+    per_process = store_cps / max(workers, 1)
+    frames_arr = reader.array("frames")
+    result: dict[str, Any] = {
+        "store": str(store),
+        "videos": int(len(videos)),
+        "recipe": {"frames": frames, "stride": stride, "frame_size": [h, w], "crop": crop,
+                   "bytes_per_clip": clip_bytes},
+        "workers": workers, "batch_size": batch_size, "batches": batches,
+        "store_layout": {"chunks": list(frames_arr.chunks), "shards": list(frames_arr.shards or []),
+                         "compressors": [str(c) for c in (frames_arr.compressors or ())]},
+        "rows": rows,
+        "ratio_vs_pyav": store_cps / rows["pyav"]["clips_per_s"] if "pyav" in rows else None,
+        "ratio_vs_raw": store_cps / rows["raw"]["clips_per_s"],
+        "targets": {"ratio_vs_pyav": 30.0, "ratio_vs_raw": 0.5},
+        "gpu_clips_per_s": gpu_clips_per_s,
+        "store_clips_per_s_per_worker": per_process,
+        "gpus_fed_per_loader_process": per_process / gpu_clips_per_s,
+        "gpus_fed_by_all_workers": store_cps / gpu_clips_per_s,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__, "cuda": torch.cuda.is_available()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if result["ratio_vs_pyav"] is not None:
+        click.echo(f"ratio_vs_pyav = {result['ratio_vs_pyav']:.1f}x (target >= 30x)")
+    click.echo(f"ratio_vs_raw  = {result['ratio_vs_raw']:.2f} (target >= 0.5)")
+    click.echo(f"one loader process feeds {result['gpus_fed_per_loader_process']:.2f} GPUs at "
+               f"{gpu_clips_per_s:g} clips/s each; all {workers} workers feed {result['gpus_fed_by_all_workers']:.2f}")
+    return result
+
+
+@click.command("loader")
+@click.argument("store", type=str)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Write the results here.")
+@click.option("--workers", type=int, default=2, show_default=True, help="DataLoader worker processes, every row.")
+@click.option("--batches", type=int, default=20, show_default=True, help="Timed batches (store and raw rows).")
+@click.option("--pyav-batches", type=int, default=None, help="Timed batches for the PyAV row [batches/4].")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--videos", "max_videos", type=int, default=64, show_default=True, help="Videos used (spread over the store).")
+@click.option("--frames", type=int, default=16, show_default=True)
+@click.option("--stride", type=int, default=4, show_default=True)
+@click.option("--crop", type=int, default=112, show_default=True)
+@click.option("--video-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Dataset root of the source videos (default: the root recorded in the store).")
+@click.option("--skip-pyav", is_flag=True, help="Leave out the PyAV row (no source videos at hand).")
+@click.option("--full-sample", is_flag=True, help="Also time the full CSVR sample (future clip, poses, I-frames).")
+@click.option("--read-mode", "read_modes", multiple=True, type=click.Choice(["auto", "range", "index"]),
+              default=("auto",), show_default=True, help="Store read strategy; repeat to compare (first is headline).")
+@click.option("--gpu-clips-per-s", type=float, default=100.0, show_default=True,
+              help="Training speed of one GPU, for the GPUs-fed estimate.")
+@click.option("--raw-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to put the temporary uncompressed copy (default: system temp).")
+def bench_loader(store: str, json_out: Path, workers: int, batches: int, pyav_batches: int | None, batch_size: int,
+                 max_videos: int, frames: int, stride: int, crop: int, video_root: Path | None, skip_pyav: bool,
+                 full_sample: bool, read_modes: tuple[str, ...], gpu_clips_per_s: float, raw_dir: Path | None) -> None:
+    """Store loader vs on-the-fly PyAV decoding vs raw memmap reads, same videos and workers."""
+    torch.set_num_threads(1)
+    result = run_bench(store, workers=workers, batches=batches, batch_size=batch_size, max_videos=max_videos,
+                       frames=frames, stride=stride, crop=crop, video_root=video_root, skip_pyav=skip_pyav,
+                       full_sample=full_sample, read_modes=tuple(read_modes), gpu_clips_per_s=gpu_clips_per_s,
+                       raw_dir=raw_dir, pyav_batches=pyav_batches)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=2))
+    click.echo(f"wrote {json_out}")

@@ -1,0 +1,322 @@
+"""Fine-tuning for action recognition (paper IV-B): the pretrained integrated-feature model + a classifier.
+
+Variants (the ablations of Table I):
+- `fi` (default): f_i = integration(f_s, f_d), f_s = g^V(pool(V-Network(clip))), f_d = align(G_p encoder(poses))
+- `fs`: the V-Network alone (pooled features)
+- `fd`: the pose encoder alone (f_d)
+- `concat`: f_s and f_d concatenated then projected (the concat integration of Table I)
+- `scratch`: the `fi` network with random initialisation (no checkpoint)
+Each ends in dropout (0.3) and a new linear classifier. A checkpoint is refused, with the reason, when
+its backbone differs from the config, when it lacks trained weights for a group the variant needs, or
+when shapes do not match.
+
+Each epoch: train, then clip-level top-1 on the test split (centre crop, `eval_clips_per_video` clips
+per video, every clip scored on its own). `checkpoints/last.pt` (resume) and `checkpoints/best.pt`
+(highest top-1) load with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from train import checkpoint as ckpt_mod
+from train.config import ConfigError, FinetuneConfig, ModelConfig, _from_dict, save_config, to_dict
+from train.distributed import DistInfo, all_reduce_mean, any_rank, barrier, init_from_env
+from train.loop import (NonFiniteLossError, Position, ResumableBatches, autocast_context, build_optimizer,
+                        build_scheduler, first_non_finite, setup_runtime, to_device, wrap_ddp)
+from train.metrics_log import MetricsLogger, StepTimer, grad_norms
+from train.models.backbones import build_backbone
+from train.models.context import MLPHead
+from train.models.integration import build_integration
+from train.models.pose import MotionAligner, PoseEncoder
+from train.system import JOINTS, _opt
+
+log = logging.getLogger(__name__)
+
+# module groups each variant loads from the pretrained checkpoint (names as in train.system.CSVRModel)
+VARIANT_GROUPS: dict[str, tuple[str, ...]] = {
+    "fi": ("vnet", "head_v", "pose_gen", "motion_align", "integration"),
+    "concat": ("vnet", "head_v", "pose_gen"),
+    "fs": ("vnet",),
+    "fd": ("pose_gen",),
+    "scratch": (),
+}
+# groups loaded when the checkpoint has them, else left at random init without complaint
+VARIANT_OPTIONAL: dict[str, tuple[str, ...]] = {"concat": ("motion_align",), "fd": ("motion_align",)}
+
+
+class DownstreamNet(nn.Module):
+    """The fine-tuning network of one variant (see module docstring)."""
+
+    def __init__(self, cfg: ModelConfig, variant: str, num_classes: int, dropout: float):
+        super().__init__()
+        self.variant = variant
+        c = cfg.embed_dim
+        head_hidden = int(_opt(cfg, "head_hidden", 512))
+        pose_hidden = int(_opt(cfg, "pose_hidden", max(8, round(128 * cfg.width))))
+        self.feature_layer = int(_opt(cfg, "feature_layer", None) or cfg.pose_layers)
+        uses_video = variant in ("fi", "concat", "scratch", "fs")
+        uses_pose = variant in ("fi", "concat", "scratch", "fd")
+        if uses_video:
+            self.vnet = build_backbone(cfg.backbone)
+        if uses_video and variant != "fs":
+            self.head_v = MLPHead(self.vnet.feature_dim, c, hidden=head_hidden)
+        if uses_pose:
+            self.pose_encoder = PoseEncoder(JOINTS, pose_hidden, cfg.pose_layers)
+            self.motion_align = MotionAligner(pose_hidden, c, hidden=head_hidden)
+        if variant in ("fi", "scratch"):
+            self.integration = build_integration(cfg.integration, c)
+        elif variant == "concat":
+            self.integration = build_integration("concat", c)
+        feat_dim = self.vnet.feature_dim if variant == "fs" else c
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(feat_dim, num_classes)
+
+    def features(self, clip: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """The variant's representation before dropout and classifier."""
+        if self.variant == "fs":
+            return self.vnet.forward_pooled(clip)
+        f_d = self.motion_align(self.pose_encoder(pose)[self.feature_layer - 1])
+        if self.variant == "fd":
+            return f_d
+        f_s = self.head_v(self.vnet.forward_pooled(clip))
+        return self.integration(f_s, f_d)
+
+    def forward(self, clip: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.features(clip, pose)))
+
+
+def _remap(group: str, key: str) -> str | None:
+    """Checkpoint key (CSVRModel naming) -> DownstreamNet key; None to skip."""
+    if group == "pose_gen":
+        prefix = "pose_gen.encoder."
+        return "pose_encoder." + key[len(prefix):] if key.startswith(prefix) else None
+    return key
+
+
+def load_pretrained(net: DownstreamNet, path: str | Path, cfg: FinetuneConfig) -> list[str]:
+    """Load the groups the variant needs from a pretraining checkpoint; clear errors when it does not fit."""
+    variant = cfg.variant
+    ck = ckpt_mod.load(path)
+    if ck.get("kind") not in ("pretrain-stage", "pretrain-resume"):
+        raise ckpt_mod.CheckpointError(f"{path}: a {ck.get('kind')!r} checkpoint, not a pretraining checkpoint")
+    mc = ck.get("model_config", {})
+    if mc.get("backbone") != cfg.model.backbone and variant != "fd":
+        raise ckpt_mod.CheckpointError(
+            f"{path}: pretrained with backbone {mc.get('backbone')!r} but the fine-tuning config asks for "
+            f"{cfg.model.backbone!r} (set model.backbone to match)")
+    valid = set(ck.get("valid_groups", ck.get("trained_groups", [])))
+    need = VARIANT_GROUPS[variant]
+    missing = [g for g in need if g not in valid and g not in cfg.allow_random]
+    if missing:
+        raise ckpt_mod.CheckpointError(
+            f"{path}: does not fit variant {variant!r}: it has no trained weights for {missing} (trained: "
+            f"{sorted(valid)}); pretrain the stage that trains them, choose another variant, or list them "
+            "in allow_random to start them from random initialisation")
+    if variant in ("fi",) and "integration" in valid and mc.get("integration") != cfg.model.integration:
+        raise ckpt_mod.CheckpointError(f"{path}: integration {mc.get('integration')!r} was pretrained but the "
+                                       f"config asks for {cfg.model.integration!r}")
+    load_groups = [g for g in need if g in valid] + [g for g in VARIANT_OPTIONAL.get(variant, ()) if g in valid]
+    if variant == "concat" and mc.get("integration") == "concat" and "integration" in valid:
+        load_groups.append("integration")
+    state: dict[str, torch.Tensor] = {}
+    for key, value in ck["model"].items():
+        group = key.split(".", 1)[0]
+        if group in load_groups:
+            new = _remap(group, key)
+            if new is not None:
+                state[new] = value
+    own = net.state_dict()
+    bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if bad:
+        detail = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape) if k in own else 'absent'}"
+                           for k in bad[:4])
+        raise ckpt_mod.CheckpointError(f"{path}: weights do not fit the {variant!r} network ({detail}); "
+                                       "was it pretrained with different model settings?")
+    net.load_state_dict(state, strict=False)
+    return load_groups
+
+
+def model_config_for(cfg: FinetuneConfig, pretrained: str | Path | None) -> ModelConfig:
+    """The architecture: from the checkpoint (its `model_config`) when given, checked against the config."""
+    if pretrained is None:
+        return cfg.model
+    ck = ckpt_mod.load(pretrained)
+    raw = ck.get("model_config")
+    if raw is None:
+        raise ckpt_mod.CheckpointError(f"{pretrained}: carries no model_config; cannot rebuild its networks")
+    try:
+        mc = _from_dict(ModelConfig, raw, "checkpoint.model_config")
+    except ConfigError as exc:
+        raise ckpt_mod.CheckpointError(f"{pretrained}: {exc}") from None
+    if cfg.variant != "fd" and mc.backbone != cfg.model.backbone:
+        raise ckpt_mod.CheckpointError(
+            f"{pretrained}: pretrained with backbone {mc.backbone!r} but the fine-tuning config asks for "
+            f"{cfg.model.backbone!r} (set model.backbone to match)")
+    if cfg.variant == "concat":
+        mc.integration = "concat" if mc.integration == "concat" else mc.integration
+    return mc
+
+
+@torch.no_grad()
+def evaluate_clips(model: nn.Module, loader, augment, device: torch.device, amp: str) -> dict[str, float]:
+    """Clip-level top-1 (and mean loss) over an evaluation loader; summed over ranks."""
+    model.eval()
+    correct = total = 0
+    loss_sum = 0.0
+    for batch in loader:
+        batch = augment(to_device(batch, device))
+        with autocast_context(device, amp):
+            logits = model(batch["clip"], batch["pose"][..., :2])
+        logits = logits.float()
+        loss_sum += float(F.cross_entropy(logits, batch["label"], reduction="sum"))
+        correct += int((logits.argmax(1) == batch["label"]).sum())
+        total += len(logits)
+    t = torch.tensor([correct, total, loss_sum], dtype=torch.float64, device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(t)
+    correct, total, loss_sum = int(t[0]), int(t[1]), float(t[2])
+    model.train()
+    return {"acc/top1": correct / max(total, 1), "loss/eval": loss_sum / max(total, 1), "eval_clips": total}
+
+
+def _eval_loader(cfg: FinetuneConfig, store, dist_info: DistInfo):
+    from train.data import ClipSpec, EvalClipDataset
+
+    d = cfg.data
+    spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=0, max_iframes=0)
+    ds = EvalClipDataset(store, split="test", split_index=d.split_index, spec=spec,
+                         num_clips=cfg.eval_clips_per_video, allow_incomplete=d.allow_incomplete)
+    n = len(ds)
+    if cfg.max_eval_videos:
+        n = min(n, cfg.max_eval_videos * cfg.eval_clips_per_video)
+    idx = list(range(dist_info.rank, n, dist_info.world_size))
+    sub = torch.utils.data.Subset(ds, idx)
+    return torch.utils.data.DataLoader(sub, batch_size=cfg.batch_size, shuffle=False,
+                                       num_workers=cfg.data.num_workers,
+                                       pin_memory=cfg.data.pin_memory and dist_info.device.type == "cuda")
+
+
+def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pretrained: str | Path | None = None,
+             resume: bool = False, dist_info: DistInfo | None = None, epoch_hook=None) -> dict:
+    """Fine-tune and evaluate every epoch; returns {"best_top1", "last_top1", "epochs", "run_dir"}."""
+    from train.data import ClipDataset, ClipSpec, ShardLocalSampler
+    from train.pretrain import make_augment
+
+    run_dir = Path(run_dir)
+    dist_info = dist_info or init_from_env(cfg.run.device)
+    setup_runtime(cfg.run)
+    ckpt_mod.seed_everything(cfg.run.seed + dist_info.rank)
+    if cfg.variant == "scratch" and pretrained is not None:
+        raise ConfigError("variant 'scratch' trains from random initialisation; do not pass --pretrained")
+    if cfg.variant != "scratch" and pretrained is None:
+        raise ConfigError(f"variant {cfg.variant!r} needs --pretrained CHECKPOINT (or use variant 'scratch')")
+    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    if not resume and last_path.exists():
+        raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume or pick a new --run-dir")
+    d = cfg.data
+    spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=0, max_iframes=0)
+    ds = ClipDataset(store, split="train", split_index=d.split_index, spec=spec, allow_incomplete=d.allow_incomplete)
+    classes = ds.reader.attrs.get("classes") or []
+    num_classes = max(len(classes), int(ds.reader.videos["label"].max()) + 1)
+    mcfg = model_config_for(cfg, pretrained)
+    net = DownstreamNet(mcfg, cfg.variant, num_classes, cfg.dropout)
+    loaded = load_pretrained(net, pretrained, cfg) if pretrained is not None else []
+    net.to(dist_info.device)
+    if dist_info.is_main:
+        save_config(cfg, run_dir, {"store": str(store), "pretrained": str(pretrained) if pretrained else None,
+                                   "loaded_groups": loaded, "num_classes": num_classes,
+                                   "world_size": dist_info.world_size, "command": "finetune"})
+        log.info("fine-tune variant %s: %d classes, loaded %s from %s", cfg.variant, num_classes, loaded, pretrained)
+    sampler = ShardLocalSampler(ds, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
+                                seed=cfg.run.seed, drop_last=True)
+    position = Position()
+    batches = ResumableBatches(ds, sampler, cfg.batch_size, num_workers=d.num_workers,
+                               pin_memory=d.pin_memory and dist_info.device.type == "cuda",
+                               persistent_workers=d.persistent_workers, seed=cfg.run.seed, position=position)
+    full = batches.batches_per_epoch()
+    steps_per_epoch = cfg.steps_per_epoch or full
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = build_optimizer(list(net.parameters()), [], cfg.optim, cfg.batch_size * dist_info.world_size)
+    scheduler = build_scheduler(optimizer, cfg.optim, total_steps)
+    start_epoch, best = 0, -1.0
+    if resume and last_path.is_file():
+        ck = ckpt_mod.load(last_path)
+        progress = ckpt_mod.restore(ck, model=net, optimizer=optimizer, scheduler=scheduler, path=last_path)
+        start_epoch, best = int(progress["epoch"]), float(progress["best_top1"])
+        batches.position = Position(int(progress["data_epoch"]), int(progress["data_batch"]))
+        log.info("fine-tune resumed from %s at epoch %d", last_path, start_epoch)
+    model = wrap_ddp(net, dist_info)
+    train_aug = make_augment(d.augment, d.crop, train=True).to(dist_info.device)
+    eval_aug = make_augment([], d.crop, train=False).to(dist_info.device)
+    eval_loader = _eval_loader(cfg, store, dist_info)
+    logger = MetricsLogger(run_dir, enabled=dist_info.is_main, tensorboard=cfg.run.tensorboard)
+    it = iter(batches)
+    step = start_epoch * steps_per_epoch
+    last_top1 = None
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            model.train()
+            timer = StepTimer()
+            for _ in range(steps_per_epoch):
+                batch = train_aug(to_device(next(it), dist_info.device))
+                timer.data_ready()
+                optimizer.zero_grad(set_to_none=True)
+                with autocast_context(dist_info.device, cfg.run.amp):
+                    logits = model(batch["clip"], batch["pose"][..., :2])
+                loss = F.cross_entropy(logits.float(), batch["label"])
+                bad = first_non_finite({"loss/ce": loss})
+                if any_rank(bad is not None, dist_info.device):
+                    name, value = bad or ("<on another rank>", float("nan"))
+                    raise NonFiniteLossError(name, value, step + 1, "finetune",
+                                             str(last_path) if last_path.is_file() else None)
+                loss.backward()
+                norms = grad_norms({n: m for n, m in net.named_children() if any(True for _ in m.parameters())})
+                if cfg.optim.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                timing = timer.step_done(cfg.batch_size * dist_info.world_size)
+                if step % cfg.run.log_every == 0:
+                    acc = float((logits.argmax(1) == batch["label"]).float().mean())
+                    logger.log({"step": step, "stage": "finetune", "epoch": epoch, "loss/ce": float(loss),
+                                "acc/train_top1": acc, **norms, "lr": optimizer.param_groups[0]["lr"],
+                                "samples_per_s": timing["samples_per_s"],
+                                "data_wait_frac": timing["data_wait_frac"], "step_s": timing["step_s"]})
+            metrics = evaluate_clips(model, eval_loader, eval_aug, dist_info.device, cfg.run.amp)
+            last_top1 = metrics["acc/top1"]
+            improved = last_top1 > best
+            best = max(best, last_top1)
+            logger.log({"step": step, "stage": "eval", "epoch": epoch, **metrics, "best_top1": best})
+            if dist_info.is_main:
+                log.info("epoch %d/%d: clip top-1 %.4f (best %.4f)", epoch + 1, cfg.epochs, last_top1, best)
+                progress = {"epoch": epoch + 1, "step": step, "best_top1": best, "top1": last_top1,
+                            "data_epoch": batches.position.epoch, "data_batch": batches.position.batch}
+                extra = {"num_classes": num_classes, "variant": cfg.variant, "model_config": to_dict(mcfg),
+                         "metrics": {k: float(v) for k, v in metrics.items()}}
+                if improved:
+                    ckpt_mod.save_atomic(ckpt_mod.make_checkpoint(
+                        kind="finetune", model=net, optimizer=None, scheduler=None, progress=progress,
+                        config=to_dict(cfg), extra=extra), best_path)
+                if (epoch + 1) % cfg.run.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+                    ckpt_mod.save_atomic(ckpt_mod.make_checkpoint(
+                        kind="finetune", model=net, optimizer=optimizer, scheduler=scheduler, progress=progress,
+                        config=to_dict(cfg), extra=extra), last_path)
+            barrier()
+            if epoch_hook is not None:
+                epoch_hook(epoch + 1)
+    finally:
+        logger.close()
+    result = {"best_top1": best, "last_top1": last_top1, "epochs": cfg.epochs, "run_dir": str(run_dir),
+              "variant": cfg.variant, "num_classes": num_classes}
+    if dist_info.is_main:
+        (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,173 @@
+"""Shared pieces of the training loops: device/AMP setup, optimizers and schedules, resumable batches.
+
+`ResumableBatches` yields batches in a fixed order per (seed, epoch) and can start in the middle of an
+epoch, so a resumed run sees exactly the batches an uninterrupted run would have seen. The sampler
+hands out `(index, per-sample seed)` keys (see `train.data.ShardLocalSampler`), so a sample's content
+does not depend on which worker reads it or on what was read before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from train.config import OptimConfig, RunConfig
+from train.distributed import DistInfo
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN/inf; the message names the term, the step and the last good checkpoint."""
+
+    def __init__(self, term: str, value: float, step: int, stage: str, checkpoint: str | None = None):
+        self.term, self.value, self.step, self.stage, self.checkpoint = term, value, step, stage, checkpoint
+        where = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was written yet"
+        super().__init__(f"non-finite loss {term!r} = {value} at step {step} (stage {stage}); "
+                         f"the run stopped without applying this update; {where}")
+
+
+def first_non_finite(losses: dict[str, torch.Tensor]) -> tuple[str, float] | None:
+    """The first (name, value) of `losses` that is not finite, or None."""
+    for name, value in losses.items():
+        v = float(value.detach().float()) if isinstance(value, torch.Tensor) else float(value)
+        if not math.isfinite(v):
+            return name, v
+    return None
+
+
+def autocast_context(device: torch.device, amp: str):
+    """bf16 autocast on CUDA when `amp` is auto/bf16; a no-op context otherwise (CPU runs in fp32)."""
+    if device.type == "cuda" and amp in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if amp == "bf16" and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def build_optimizer(params_gen: list, params_disc: list, cfg: OptimConfig, global_batch: int) -> torch.optim.Optimizer:
+    """SGD (or Adam) with lr = lr_per_sample x global batch; discriminators get `disc_lr_mult` x lr."""
+    lr = cfg.lr_per_sample * global_batch
+    groups = [{"params": params_gen, "lr": lr, "name": "main"}]
+    if params_disc:
+        groups.append({"params": params_disc, "lr": lr * cfg.disc_lr_mult, "name": "disc"})
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(groups, lr=lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
+    """Linear warmup, then cosine annealing to `min_lr_frac` x lr (or constant) over `total_steps`."""
+
+    def factor(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def setup_runtime(run: RunConfig) -> None:
+    """Threads and deterministic mode from the run config."""
+    from train.checkpoint import set_deterministic
+
+    if run.threads > 0:
+        torch.set_num_threads(run.threads)
+    set_deterministic(run.deterministic)
+
+
+class _ListSampler(Sampler):
+    def __init__(self, keys: list):
+        self.keys = keys
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _collate_keys(batch: list[dict]) -> dict:
+    return torch.utils.data.default_collate(batch)
+
+
+@dataclass
+class Position:
+    """Where the input stream is: epoch and number of batches already consumed in it."""
+
+    epoch: int = 0
+    batch: int = 0
+
+
+class ResumableBatches:
+    """Endless batches over a dataset, epoch after epoch, that can start at any (epoch, batch) position.
+
+    Each epoch's keys come from `sampler.set_epoch(e); list(sampler)`; `drop_last` batches of
+    `batch_size`. The DataLoader is rebuilt per epoch (with a generator seeded from (seed, epoch), so
+    no global RNG is consumed), skipping the keys of batches already consumed.
+    """
+
+    def __init__(self, dataset, sampler, batch_size: int, *, num_workers: int, pin_memory: bool,
+                 persistent_workers: bool, seed: int, position: Position | None = None):
+        self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.seed = seed
+        self.position = position or Position()
+
+    def batches_per_epoch(self) -> int:
+        self.sampler.set_epoch(self.position.epoch)
+        n = len(list(iter(self.sampler))) // self.batch_size
+        if n == 0:
+            raise ValueError(f"the split has fewer samples ({len(list(iter(self.sampler)))}) than one batch "
+                             f"({self.batch_size}) on this rank; lower batch_size")
+        return n
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            epoch, skip = self.position.epoch, self.position.batch
+            self.sampler.set_epoch(epoch)
+            keys = list(iter(self.sampler))
+            n_batches = len(keys) // self.batch_size
+            if n_batches == 0:
+                raise ValueError(f"the split has fewer samples ({len(keys)}) than one batch ({self.batch_size}) "
+                                 "on this rank; lower batch_size")
+            keys = keys[skip * self.batch_size:n_batches * self.batch_size]
+            gen = torch.Generator().manual_seed(self.seed * 1000003 + epoch)
+            loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=_ListSampler(keys),
+                                num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=True,
+                                generator=gen, persistent_workers=False,
+                                prefetch_factor=4 if self.num_workers else None)
+            for batch in loader:
+                self.position.batch += 1
+                yield batch
+            self.position = Position(epoch + 1, 0)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Move every tensor of a batch to `device` (non-blocking when pinned)."""
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper (or the module itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def wrap_ddp(model: torch.nn.Module, dist_info: DistInfo, find_unused: bool = True) -> torch.nn.Module:
+    """DistributedDataParallel around `model` when running with more than one process."""
+    if not dist_info.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
+    return DDP(model, device_ids=ids, find_unused_parameters=find_unused)

@@ -1,0 +1,191 @@
+"""Per-step training logs (JSONL + TensorBoard), step timing, gradient norms and PNG snapshots.
+
+`log.jsonl` holds one JSON object per line with keys `step`, `stage`, `epoch`, `loss/<term>`, `lr`,
+`grad_norm/<module>`, `samples_per_s`, `data_wait_frac` (plus `time` and stage-specific extras such as
+`acc/top1`). The same scalars go to TensorBoard under `<stage>/<key>`. Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+# COCO-17 skeleton edges for pose plots.
+COCO_EDGES = [(0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12),
+              (11, 12), (11, 13), (13, 15), (12, 14), (14, 16)]
+
+
+class StepTimer:
+    """Splits each step's wall time into data wait (from the previous step's end) and compute."""
+
+    def __init__(self) -> None:
+        self._t_end = time.perf_counter()
+        self._t_data = self._t_end
+
+    def data_ready(self) -> None:
+        """Call when the batch has arrived (on the device)."""
+        self._t_data = time.perf_counter()
+
+    def step_done(self, samples: int) -> dict[str, float]:
+        """Call after the optimizer step; returns samples/s, data-wait fraction and step seconds."""
+        now = time.perf_counter()
+        total = max(now - self._t_end, 1e-9)
+        wait = max(self._t_data - self._t_end, 0.0)
+        self._t_end = now
+        return {"samples_per_s": samples / total, "data_wait_frac": wait / total, "step_s": total}
+
+    def reset(self) -> None:
+        """Restart the clock (after evaluation, checkpointing, image saving)."""
+        self._t_end = time.perf_counter()
+        self._t_data = self._t_end
+
+
+def grad_norms(groups: dict[str, torch.nn.Module]) -> dict[str, float]:
+    """L2 norm of the gradients of each named module (modules without gradients are skipped)."""
+    out: dict[str, float] = {}
+    for name, module in groups.items():
+        sq = [p.grad.detach().float().pow(2).sum() for p in module.parameters() if p.grad is not None]
+        if sq:
+            out[f"grad_norm/{name}"] = float(torch.stack(sq).sum().sqrt())
+    return out
+
+
+class MetricsLogger:
+    """Writes scalar records to `run_dir/log.jsonl` and TensorBoard (rank 0 only; no-op elsewhere)."""
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True):
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._fh = None
+        self._tb = None
+        if not enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.run_dir / "log.jsonl", "a", buffering=1)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one record (must contain `step` and `stage`); non-finite numbers are written as strings."""
+        if not self.enabled:
+            return
+        clean = {k: _jsonable(v) for k, v in record.items()}
+        clean.setdefault("time", time.time())
+        self._fh.write(json.dumps(clean) + "\n")
+        if self._tb is not None:
+            step, stage = int(record["step"]), record.get("stage", "train")
+            for key, value in record.items():
+                if key in ("step", "stage", "epoch", "time") or not isinstance(value, (int, float)):
+                    continue
+                self._tb.add_scalar(f"{stage}/{key}", float(value), step)
+
+    def close(self) -> None:
+        """Flush and close the JSONL file and TensorBoard writer."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+            self._tb = None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    if isinstance(value, (np.floating, np.integer)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All records of a `log.jsonl` file."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+# -------------------------------------------------------------------------------------------- images
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_pose_plot(path: str | Path, current: torch.Tensor, future_real: torch.Tensor,
+                   future_gen: torch.Tensor, mask: torch.Tensor | None = None, max_frames: int = 8) -> Path:
+    """Skeleton plot of one sample: rows = observed poses, real future, generated future.
+
+    Poses are (T, 17, 2) in normalised image coordinates (y down); masked joints are not drawn.
+    """
+    plt = _plt()
+    rows = [("current", current), ("future (real)", future_real), ("future (generated)", future_gen)]
+    cols = min(max_frames, max(r[1].shape[0] for r in rows))
+    fig, axes = plt.subplots(3, cols, figsize=(1.6 * cols, 5.0), squeeze=False)
+    for r, (title, poses) in enumerate(rows):
+        p = poses.detach().float().cpu().numpy()
+        idx = np.linspace(0, p.shape[0] - 1, cols).round().astype(int)
+        for c, t in enumerate(idx):
+            ax = axes[r][c]
+            m = mask[t].cpu().numpy() if (mask is not None and r != 0 and t < mask.shape[0]) else np.ones(17, bool)
+            for a, b in COCO_EDGES:
+                if m[a] and m[b]:
+                    ax.plot([p[t, a, 0], p[t, b, 0]], [p[t, a, 1], p[t, b, 1]], "-", lw=1.2,
+                            color=("tab:blue", "tab:green", "tab:red")[r])
+            ax.scatter(p[t, m, 0], p[t, m, 1], s=4, color="k")
+            ax.set_xlim(-0.1, 1.1)
+            ax.set_ylim(1.1, -0.1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(title, fontsize=7)
+            ax.set_title(f"t={t}", fontsize=6)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """(3, T, H, W) float in any range -> (T, H, W, 3) uint8, min-max scaled per clip."""
+    v = video.detach().float().cpu()
+    lo, hi = float(v.min()), float(v.max())
+    v = (v - lo) / max(hi - lo, 1e-6)
+    return (v.permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def save_video_grid(path: str | Path, rows: dict[str, torch.Tensor], max_frames: int = 8) -> Path:
+    """Write a PNG grid: one row per named clip (3, T, H, W), frames left to right."""
+    from PIL import Image
+
+    frames = {name: _to_uint8_frames(v) for name, v in rows.items()}
+    h = max(f.shape[1] for f in frames.values())
+    w = max(f.shape[2] for f in frames.values())
+    cols = min(max_frames, max(f.shape[0] for f in frames.values()))
+    canvas = np.full((len(frames) * (h + 2), cols * (w + 2), 3), 255, np.uint8)
+    for r, f in enumerate(frames.values()):
+        idx = np.linspace(0, f.shape[0] - 1, cols).round().astype(int)
+        for c, t in enumerate(idx):
+            img = f[t]
+            canvas[r * (h + 2):r * (h + 2) + img.shape[0], c * (w + 2):c * (w + 2) + img.shape[1]] = img
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(path)
+    (path.with_suffix(".txt")).write_text("rows: " + ", ".join(frames) + "\n")
+    return path

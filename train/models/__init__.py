@@ -1,0 +1,28 @@
+"""CSVR networks: backbone registry and the branch modules (see docs/models.md)."""
+
+from train.models.backbones import BACKBONES, Backbone, build_backbone, register_backbone
+from train.models.context import MLPHead
+from train.models.csvr import CSVRConfig, CSVRModel, DownstreamClassifier
+from train.models.integration import AdaINIntegration, ConcatIntegration, build_integration
+from train.models.pose import MotionAligner, PoseDiscriminator, PoseEncoder, PoseGenerator
+from train.models.video_gen import VideoDiscriminator, VideoGenerator
+
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "build_backbone",
+    "register_backbone",
+    "MLPHead",
+    "PoseEncoder",
+    "PoseGenerator",
+    "PoseDiscriminator",
+    "MotionAligner",
+    "AdaINIntegration",
+    "ConcatIntegration",
+    "build_integration",
+    "VideoGenerator",
+    "VideoDiscriminator",
+    "CSVRConfig",
+    "CSVRModel",
+    "DownstreamClassifier",
+]

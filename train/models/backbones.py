@@ -1,0 +1,188 @@
+"""Backbone registry: V-Network 3D CNNs (C3D, R3D-18, R(2+1)D-18, S3D) and the I-Network R2D-10.
+
+Every backbone is built by name with :func:`build_backbone` and exposes one API (timm-style), so the
+branches and the fine-tuning network never special-case a backbone:
+
+``feature_dim``, ``forward_features(x)`` (last feature map), ``forward_pooled(x)`` (global average pool,
+(B, feature_dim)), ``forward_head(pooled)`` (logits; identity when ``num_classes == 0``),
+``reset_head(num_classes, dropout)`` and ``forward(x) == forward_head(forward_pooled(x))``.
+
+Video input is (B, 3, T, H, W); the I-Network takes images (B, 3, H, W). torchvision definitions are
+used where they work at 16x112x112 (R3D-18, R(2+1)D-18, and S3D's feature trunk, whose fixed 2x7x7
+average pool only fits 224x224 and is replaced here by global average pooling). C3D (no torchvision
+definition) is written here after Tran et al. 2015 with batch norm, as in VCOP/DCM-style SSL code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import torch
+from torch import nn
+
+from csvr.torchvision_compat import import_torchvision
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Backbone", "BACKBONES", "build_backbone", "register_backbone", "C3D"]
+
+
+class Backbone(nn.Module):
+    """Common API: a trunk producing a feature map, global average pooling and a (reset-able) head."""
+
+    #: number of spatial(-temporal) dims of the expected input after the channel axis (3 video, 2 image)
+    input_dims: int = 3
+
+    def __init__(self, trunk: nn.Module, feature_dim: int, num_classes: int = 0, dropout: float = 0.0):
+        super().__init__()
+        self.trunk = trunk
+        self.feature_dim = feature_dim
+        self.num_classes = 0
+        self.head: nn.Module = nn.Identity()
+        self.reset_head(num_classes, dropout)
+
+    def _check(self, x: torch.Tensor) -> None:
+        want = self.input_dims + 2
+        if x.dim() != want or x.shape[1] != 3:
+            layout = "(B, 3, T, H, W)" if self.input_dims == 3 else "(B, 3, H, W)"
+            raise ValueError(f"{type(self).__name__} expects input {layout}, got shape {tuple(x.shape)}")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map: (B, C, T', H', W') for video backbones, (B, C, H', W') for images."""
+        self._check(x)
+        return self.trunk(x)
+
+    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Global average pooled features (B, feature_dim)."""
+        f = self.forward_features(x)
+        return f.flatten(2).mean(dim=2)
+
+    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits from pooled features; the identity when the head was built with ``num_classes=0``."""
+        return self.head(pooled)
+
+    def reset_head(self, num_classes: int, dropout: float = 0.0) -> None:
+        """Replace the classifier by dropout + a fresh linear layer (``num_classes=0``: no head)."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        self.num_classes = num_classes
+        if num_classes == 0:
+            self.head = nn.Identity()
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.feature_dim, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_pooled(x))
+
+
+BACKBONES: dict[str, Callable[..., Backbone]] = {}
+
+
+def register_backbone(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
+    """Decorator adding a builder ``fn(num_classes=0, **kw) -> Backbone`` to :data:`BACKBONES`."""
+
+    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        if name in BACKBONES:
+            raise ValueError(f"backbone {name!r} registered twice")
+        BACKBONES[name] = fn
+        return fn
+
+    return deco
+
+
+def build_backbone(name: str, num_classes: int = 0, **kwargs) -> Backbone:
+    """Build a backbone by registry name (see :data:`BACKBONES`)."""
+    try:
+        builder = BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}") from None
+    return builder(num_classes=num_classes, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------- C3D
+def _c3d_block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
+
+
+class C3D(nn.Sequential):
+    """C3D conv1..conv5b (Tran et al. 2015) with batch norm; 27.7M conv parameters.
+
+    pool5 and fc6/fc7 are omitted: the representation is the global average of conv5b (as in the
+    SSL literature that fine-tunes C3D with a fresh linear layer). Pools: (1,2,2) then (2,2,2) x3.
+    """
+
+    def __init__(self) -> None:
+        layers: list[nn.Module] = []
+        layers += _c3d_block(3, 64) + [nn.MaxPool3d((1, 2, 2), (1, 2, 2))]
+        layers += _c3d_block(64, 128) + [nn.MaxPool3d(2, 2)]
+        layers += _c3d_block(128, 256) + _c3d_block(256, 256) + [nn.MaxPool3d(2, 2)]
+        layers += _c3d_block(256, 512) + _c3d_block(512, 512) + [nn.MaxPool3d(2, 2)]
+        layers += _c3d_block(512, 512) + _c3d_block(512, 512)
+        super().__init__(*layers)
+
+
+@register_backbone("c3d")
+def c3d(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
+    """C3D with batch norm, features 512-d (global average of conv5b)."""
+    return Backbone(C3D(), 512, num_classes, dropout)
+
+
+# ------------------------------------------------------------------------------ torchvision video
+class _VideoResNetTrunk(nn.Module):
+    """torchvision VideoResNet without its pooling and fc: stem -> layer1..layer4."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.stem, self.layer1, self.layer2 = net.stem, net.layer1, net.layer2
+        self.layer3, self.layer4 = net.layer3, net.layer4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+
+@register_backbone("r3d_18")
+def r3d_18(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
+    """torchvision R3D-18 (random init), features 512-d."""
+    tv = import_torchvision()
+    return Backbone(_VideoResNetTrunk(tv.models.video.r3d_18(weights=None)), 512, num_classes, dropout)
+
+
+@register_backbone("r2plus1d_18")
+def r2plus1d_18(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
+    """torchvision R(2+1)D-18 (random init, parameter-matched mid channels), features 512-d."""
+    tv = import_torchvision()
+    return Backbone(_VideoResNetTrunk(tv.models.video.r2plus1d_18(weights=None)), 512, num_classes, dropout)
+
+
+@register_backbone("s3d")
+def s3d(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
+    """torchvision S3D feature trunk with global average pooling (works at any size >= 32), 1024-d."""
+    tv = import_torchvision()
+    return Backbone(tv.models.video.s3d(weights=None).features, 1024, num_classes, dropout)
+
+
+# --------------------------------------------------------------------------------- I-Network
+class _ImageBackbone(Backbone):
+    input_dims = 2
+
+
+class _ResNet2DTrunk(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+
+@register_backbone("r2d_10")
+def r2d_10(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
+    """2D ResNet-10 (torchvision ResNet, one BasicBlock per stage) for I-frames, features 512-d."""
+    tv = import_torchvision()
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    net = ResNet(BasicBlock, [1, 1, 1, 1])
+    _ = tv  # torchvision imported through the compat shim above
+    return _ImageBackbone(_ResNet2DTrunk(net), 512, num_classes, dropout)

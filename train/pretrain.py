@@ -1,0 +1,277 @@
+"""Staged CSVR pretraining (paper III-E, IV-B): pose CGAN, video generators, context branch, then joint.
+
+Run folder layout (`RUN`):
+    config.yaml                 validated config + code version (reproduce a run from its folder)
+    log.jsonl, tb/              per-step scalars (see train.metrics_log)
+    images/<stage>/step_XXXXXX_{poses,video}.png   generated poses / frames now and then
+    checkpoints/<stage>/last.pt     scheduled checkpoint (resume point), final.pt when the stage ended
+    checkpoints/final.pt        the last enabled stage's final weights (what fine-tuning loads)
+
+Each stage builds a fresh `CSVRModel`, loads the module groups that its `init_from` stages trained
+from their `final.pt`, trains only its own groups (`train.system.STAGE_GROUPS`) and saves. With
+`--resume`, finished stages are skipped and an unfinished one continues from its `last.pt`
+(model, optimizer, scheduler, RNG states and the input stream position).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from train import checkpoint as ckpt_mod
+from train.config import PretrainConfig, StageConfig, save_config, to_dict
+from train.distributed import DistInfo, any_rank, barrier, init_from_env
+from train.loop import (NonFiniteLossError, Position, ResumableBatches, autocast_context, build_optimizer,
+                        build_scheduler, first_non_finite, setup_runtime, to_device, wrap_ddp)
+from train.metrics_log import MetricsLogger, StepTimer, save_pose_plot, save_video_grid
+from train.steps import STEPS, LossModule, StepContext
+from train.system import DISCRIMINATORS, GROUPS, STAGE_GROUPS, CSVRModel, count_parameters
+
+log = logging.getLogger(__name__)
+
+
+def stage_dir(run_dir: Path, stage: str) -> Path:
+    return run_dir / "checkpoints" / stage
+
+
+def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, split: str | None = "train"):
+    """The training dataset, its rank-split sampler and the on-device augmentation."""
+    from train.data import ClipAugment, ClipDataset, ClipSpec, ShardLocalSampler
+
+    d = cfg.data
+    spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=d.future_frames, max_iframes=d.max_iframes)
+    ds = ClipDataset(store, split=split, split_index=d.split_index, spec=spec, allow_incomplete=d.allow_incomplete)
+    sampler = ShardLocalSampler(ds, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
+                                seed=cfg.run.seed, drop_last=True)
+    augment = make_augment(d.augment, d.crop, train=True).to(dist_info.device)
+    return ds, sampler, augment
+
+
+def make_augment(names: list[str], crop: int, train: bool):
+    """ClipAugment with the configured subset of the paper's augmentations (random crop is always on)."""
+    from train.data import ClipAugment
+
+    return ClipAugment(crop=crop, train=train,
+                       flip_p=0.5 if "flip" in names else 0.0,
+                       jitter_p=0.8 if "color_jitter" in names else 0.0,
+                       blur_p=0.5 if "gaussian_blur" in names else 0.0)
+
+
+def _set_trainable(net: CSVRModel, groups: tuple[str, ...]) -> None:
+    for name in GROUPS:
+        getattr(net, name).requires_grad_(name in groups)
+
+
+def _load_init(net: CSVRModel, run_dir: Path, stage: StageConfig) -> list[str]:
+    """Copy into `net` the groups each `init_from` stage trained, from that stage's final checkpoint.
+
+    Returns the names of the groups loaded (later `init_from` entries override earlier ones).
+    """
+    loaded = []
+    for src in stage.init_from:
+        path = stage_dir(run_dir, src) / "final.pt"
+        if not path.is_file():
+            raise ckpt_mod.CheckpointError(
+                f"{path}: stage {stage.name!r} starts from stage {src!r}, whose final checkpoint is missing "
+                f"(run stage {src!r} first or remove it from init_from)")
+        ck = ckpt_mod.load(path)
+        groups = ck.get("trained_groups", [])
+        state = {k: v for k, v in ck["model"].items() if k.split(".", 1)[0] in groups}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected:
+            raise ckpt_mod.CheckpointError(f"{path}: unexpected weights {unexpected[:5]}")
+        shape_ok = all(net.state_dict()[k].shape == v.shape for k, v in state.items())
+        if not shape_ok:
+            raise ckpt_mod.CheckpointError(f"{path}: weight shapes do not fit this model config")
+        loaded += [g for g in groups if g not in loaded]
+    return loaded
+
+
+def _build_stage(cfg: PretrainConfig, stage: StageConfig, run_dir: Path, dist_info: DistInfo, total_steps: int):
+    net = CSVRModel(cfg.model, cfg.data.frames, cfg.data.future_frames)
+    loaded = _load_init(net, run_dir, stage)
+    groups = STAGE_GROUPS[stage.name]
+    _set_trainable(net, groups)
+    net.to(dist_info.device)
+    # frozen groups run in eval mode (fixed BN statistics); trained groups in train mode
+    net.train()
+    for name in GROUPS:
+        if name not in groups:
+            getattr(net, name).eval()
+    gen_params = [p for g in groups if g not in DISCRIMINATORS for p in getattr(net, g).parameters()]
+    disc_params = [p for g in groups if g in DISCRIMINATORS for p in getattr(net, g).parameters()]
+    optimizer = build_optimizer(gen_params, disc_params, cfg.optim, cfg.batch_size * dist_info.world_size)
+    scheduler = build_scheduler(optimizer, cfg.optim, total_steps)
+    module = LossModule(net)
+    model = wrap_ddp(module, dist_info)
+    return net, model, optimizer, scheduler, groups, loaded
+
+
+def _save_images(run_dir: Path, stage: str, step: int, batch: dict, outputs: dict, video_size: int) -> None:
+    from train.steps import video_target
+
+    img_dir = run_dir / "images" / stage
+    if "_gen" in outputs:
+        save_pose_plot(img_dir / f"step_{step:06d}_poses.png", batch["pose"][0, :, :, :2],
+                       batch["future_pose"][0, :, :, :2], outputs["_gen"][0], batch["future_pose_mask"][0])
+    rows = {}
+    if "_gen_video_r" in outputs:
+        rows["clip (target)"] = video_target(batch["clip"][:1], video_size)[0]
+        rows["reconstructed"] = outputs["_gen_video_r"][0]
+    if "_gen_video_p" in outputs:
+        rows["future (target)"] = video_target(batch["future_clip"][:1], video_size)[0]
+        rows["predicted"] = outputs["_gen_video_p"][0]
+    if rows:
+        save_video_grid(img_dir / f"step_{step:06d}_video.png", rows)
+
+
+def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_dir: Path, dist_info: DistInfo,
+              logger: MetricsLogger, resume: bool, step_hook: Callable[[str, int], None] | None = None) -> Path:
+    """Train one stage to `stage.steps` (continuing from its last.pt when resuming); returns final.pt."""
+    sdir = stage_dir(run_dir, stage.name)
+    final, last = sdir / "final.pt", sdir / "last.pt"
+    net, model, optimizer, scheduler, groups, loaded = _build_stage(cfg, stage, run_dir, dist_info, stage.steps)
+    ds, sampler, augment = build_data(cfg, store, dist_info)
+    step, position = 0, Position()
+    if resume and last.is_file():
+        ck = ckpt_mod.load(last)
+        progress = ckpt_mod.restore(ck, model=net, optimizer=optimizer, scheduler=scheduler, path=last)
+        step = int(progress["step"])
+        position = Position(int(progress["epoch"]), int(progress["batch"]))
+        log.info("stage %s: resumed from %s at step %d (epoch %d, batch %d)", stage.name, last, step,
+                 position.epoch, position.batch)
+    if dist_info.is_main:
+        log.info("stage %s: %d steps, trains %s (%.2fM parameters)%s", stage.name, stage.steps, list(groups),
+                 sum(count_parameters(getattr(net, g)) for g in groups) / 1e6,
+                 f", initialised from {loaded}" if loaded else "")
+    batches = ResumableBatches(ds, sampler, cfg.batch_size, num_workers=cfg.data.num_workers,
+                               pin_memory=cfg.data.pin_memory and dist_info.device.type == "cuda",
+                               persistent_workers=cfg.data.persistent_workers, seed=cfg.run.seed, position=position)
+    steps_per_epoch = batches.batches_per_epoch()
+    last_good = str(last) if last.is_file() else None
+
+    def check(terms: dict[str, torch.Tensor]) -> None:
+        bad = first_non_finite(terms)
+        if any_rank(bad is not None, dist_info.device):
+            name, value = bad if bad is not None else ("<on another rank>", float("nan"))
+            logger.log({"step": step + 1, "stage": stage.name, "event": "non_finite_loss", "term": name,
+                        "value": value})
+            raise NonFiniteLossError(name, value, step + 1, stage.name, last_good)
+
+    ctx = StepContext(loss=cfg.loss, model=cfg.model, groups=groups, check=check,
+                      autocast=lambda: autocast_context(dist_info.device, cfg.run.amp),
+                      grad_clip=cfg.optim.grad_clip, frozen_features=(stage.name == "video"))
+    step_fn = STEPS[stage.name]
+    valid_groups = [g for g in GROUPS if g in groups or g in loaded]
+    timer = StepTimer()
+    it = iter(batches)
+    progress_bar = _progress(stage, step, dist_info.is_main)
+    while step < stage.steps:
+        batch = next(it)
+        batch = augment(to_device(batch, dist_info.device))
+        if dist_info.device.type == "cuda":
+            torch.cuda.synchronize(dist_info.device)
+        timer.data_ready()
+        scalars = step_fn(model, batch, optimizer, ctx)
+        scheduler.step()
+        step += 1
+        if dist_info.device.type == "cuda":
+            torch.cuda.synchronize(dist_info.device)
+        timing = timer.step_done(cfg.batch_size * dist_info.world_size)
+        if step % cfg.run.log_every == 0 or step == stage.steps:
+            logger.log({"step": step, "stage": stage.name, "epoch": batches.position.epoch,
+                        **scalars, "lr": optimizer.param_groups[0]["lr"],
+                        "samples_per_s": timing["samples_per_s"], "data_wait_frac": timing["data_wait_frac"],
+                        "step_s": timing["step_s"]})
+        if progress_bar is not None:
+            progress_bar.update(1)
+            progress_bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in scalars.items()
+                                      if k in (f"loss/{stage.name}", "loss/total")})
+        if dist_info.is_main and cfg.run.image_every and (step % cfg.run.image_every == 0 or step == stage.steps):
+            _save_images(run_dir, stage.name, step, batch, ctx.extras.get("last_outputs", {}), cfg.model.video_size)
+        if step % cfg.run.checkpoint_every == 0 or step == stage.steps:
+            _save(cfg, net, optimizer, scheduler, stage, step, batches.position, groups, last, dist_info)
+            last_good = str(last)
+        if step_hook is not None:
+            step_hook(stage.name, step)
+        timer.reset()  # checkpoint / image time is not data wait
+    if progress_bar is not None:
+        progress_bar.close()
+    if dist_info.is_main:
+        ck = ckpt_mod.make_checkpoint(kind="pretrain-stage", model=net, optimizer=None, scheduler=None,
+                                      progress={"stage": stage.name, "step": step}, config=to_dict(cfg),
+                                      extra={"trained_groups": list(groups), "valid_groups": valid_groups,
+                                             "model_config": to_dict(cfg.model)})
+        ckpt_mod.save_atomic(ck, final)
+    barrier()
+    return final
+
+
+def _progress(stage: StageConfig, start: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=stage.steps, initial=start, desc=f"pretrain/{stage.name}", leave=False, dynamic_ncols=True)
+
+
+def _save(cfg: PretrainConfig, net: CSVRModel, optimizer, scheduler, stage: StageConfig, step: int,
+          position: Position, groups: tuple[str, ...], path: Path, dist_info: DistInfo) -> None:
+    if dist_info.is_main:
+        ck = ckpt_mod.make_checkpoint(
+            kind="pretrain-resume", model=net, optimizer=optimizer, scheduler=scheduler,
+            progress={"stage": stage.name, "step": step, "epoch": position.epoch, "batch": position.batch},
+            config=to_dict(cfg), extra={"trained_groups": list(groups), "model_config": to_dict(cfg.model)})
+        ckpt_mod.save_atomic(ck, path)
+    barrier()
+
+
+def pretrain(cfg: PretrainConfig, store: str | Path, run_dir: str | Path, *, resume: bool = False,
+             step_hook: Callable[[str, int], None] | None = None, dist_info: DistInfo | None = None) -> Path:
+    """Run every enabled stage in order; returns the path of `checkpoints/final.pt`.
+
+    `step_hook(stage, step)` is called after every step (tests use it to simulate a kill).
+    """
+    run_dir = Path(run_dir)
+    dist_info = dist_info or init_from_env(cfg.run.device)
+    setup_runtime(cfg.run)
+    ckpt_mod.seed_everything(cfg.run.seed + dist_info.rank)
+    if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").rglob("*.pt")):
+        raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume to continue it or pick a "
+                              "new --run-dir")
+    if dist_info.is_main:
+        save_config(cfg, run_dir, {"store": str(store), "world_size": dist_info.world_size,
+                                   "command": "pretrain"})
+    logger = MetricsLogger(run_dir, enabled=dist_info.is_main, tensorboard=cfg.run.tensorboard)
+    final_path = None
+    try:
+        for stage in cfg.stages:
+            if not stage.enabled:
+                log.info("stage %s: disabled in the config, skipped", stage.name)
+                continue
+            final = stage_dir(run_dir, stage.name) / "final.pt"
+            if resume and final.is_file():
+                log.info("stage %s: already finished (%s), skipped", stage.name, final)
+                final_path = final
+                continue
+            t0 = time.perf_counter()
+            # each stage starts from the same seed, so a resumed run reproduces a stage regardless of the
+            # RNG use of earlier stages (the resume checkpoint overrides this for a continued stage)
+            ckpt_mod.seed_everything(cfg.run.seed + 7919 * (cfg.stages.index(stage) + 1) + dist_info.rank)
+            final_path = run_stage(cfg, stage, store, run_dir, dist_info, logger, resume, step_hook)
+            if dist_info.is_main:
+                log.info("stage %s: done in %.1f s -> %s", stage.name, time.perf_counter() - t0, final_path)
+    finally:
+        logger.close()
+    if final_path is None:
+        raise ValueError("no stage is enabled in the config; nothing was trained")
+    out = run_dir / "checkpoints" / "final.pt"
+    if dist_info.is_main:
+        ck = ckpt_mod.load(final_path)
+        ckpt_mod.save_atomic(ck, out)
+    barrier()
+    return out

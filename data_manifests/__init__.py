@@ -1,7 +1,7 @@
 """Dataset manifests: the list of videos of a dataset with labels and split membership.
 
-    from data_manifests import build_manifest
-    m = build_manifest("ucf101", root=Path("data/ucf101"))
+from data_manifests import build_manifest
+m = build_manifest("ucf101", root=Path("data/ucf101"))
 """
 
 from __future__ import annotations

@@ -38,17 +38,42 @@ def format_counts(m: Manifest, split: int | None = None) -> str:
 @click.argument("dataset", type=click.Choice(DATASETS))
 @click.option("--root", required=True, type=click.Path(file_okay=False, path_type=Path), help="Dataset folder.")
 @click.option("--split", "split", type=int, default=None, help="Print counts of this split only (default: all).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Manifest CSV to write (default: ROOT/manifest-DATASET.csv).")
-@click.option("--strict/--no-strict", default=True, show_default=True,
-              help="Check the official video/class/split counts (turn off for partial copies).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Manifest CSV to write (default: ROOT/manifest-DATASET.csv).",
+)
+@click.option(
+    "--strict/--no-strict",
+    default=True,
+    show_default=True,
+    help="Check the official video/class/split counts (turn off for partial copies).",
+)
 @click.option("--allow-missing", is_flag=True, help="Leave out annotated videos absent on disk instead of failing.")
-@click.option("--split-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="folder only: CSV 'path,split1[,split2,...]' (default ROOT/splits.csv if present).")
-@click.option("--test-every", type=int, default=0, show_default=True,
-              help="folder only, without a split file: every N-th video per class is 'test' (0 = all train).")
-def manifest(dataset: str, root: Path, split: int | None, out: Path | None, strict: bool, allow_missing: bool,
-             split_file: Path | None, test_every: int) -> None:
+@click.option(
+    "--split-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="folder only: CSV 'path,split1[,split2,...]' (default ROOT/splits.csv if present).",
+)
+@click.option(
+    "--test-every",
+    type=int,
+    default=0,
+    show_default=True,
+    help="folder only, without a split file: every N-th video per class is 'test' (0 = all train).",
+)
+def manifest(
+    dataset: str,
+    root: Path,
+    split: int | None,
+    out: Path | None,
+    strict: bool,
+    allow_missing: bool,
+    split_file: Path | None,
+    test_every: int,
+) -> None:
     """Build the manifest of DATASET at --root, print counts per split and write the CSV."""
     kw: dict = {}
     if dataset == "folder":

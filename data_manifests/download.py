@@ -6,7 +6,8 @@ one is known, else the value recorded at the first complete download in `<archiv
 extracted into `DEST/<dataset>/`, the root `csvr manifest` expects. RAR (and zip/tar) archives are
 read with libarchive through the `libarchive-c` binding (libarchive is BSD-licensed, reads RAR 4 and
 RAR 5, and is on Debian as `libarchive13`); when that binding is unavailable (or `--extractor tool`),
-`unrar` (for .rar), `bsdtar` or `7z` on PATH is used. HMDB51's archive holds one RAR per class: those are extracted in turn.
+`unrar` (for .rar), `bsdtar` or `7z` on PATH is used. HMDB51's archive holds one RAR per class:
+those are extracted in turn.
 """
 
 from __future__ import annotations
@@ -210,12 +211,15 @@ def _verify(path: Path, sha256: str | None, size: int | None, record: Path) -> N
     digest = sha256_file(path)
     expected, origin = sha256, "the pinned value"
     if expected is None and record.is_file():
-        expected, origin = record.read_text().split()[0], f"{record} (recorded by an earlier download; delete it if the file changed upstream)"
+        expected, origin = (
+            record.read_text().split()[0],
+            f"{record} (recorded by an earlier download; delete it if the file changed upstream)",
+        )
     if expected is not None and digest.lower() != expected.lower():
         raise DownloadError(f"{path}: sha256 {digest} does not match the expected {expected} from {origin}")
     if expected is None:
         record.write_text(f"{digest}  {path.name.removesuffix('.part')}\n")
-        log.info("%s: no published checksum; recorded sha256 %s in %s", path.name, digest, record)
+        log.info("%s: no published checksum; recorded sha256 %s in %s", record.name[:-7], digest, record)
 
 
 # ---- extraction -----------------------------------------------------------------------------------
@@ -310,20 +314,22 @@ def extract_archive(archive: str | Path, dest: str | Path, *, backend: str = "au
 
 
 # ---- the two datasets -----------------------------------------------------------------------------
-def _extract_nested_rars(outer: Path, dest: Path, work: Path, *, keep: bool, backend: str = "auto") -> None:
-    """Extract `outer`, then every RAR inside it, into `dest` (HMDB51's per-class archives)."""
+def _extract_nested_rars(outer: Path, dest: Path, work: Path, *, backend: str = "auto") -> None:
+    """Extract `outer` into `work`, then every RAR inside it into `dest` (HMDB51's per-class archives).
+
+    Each inner RAR is deleted once extracted and `work` at the end: they are intermediate copies of
+    data the outer archive still holds, and an interrupted run resumes with the ones left.
+    """
     extract_archive(outer, work, backend=backend)
     inner = sorted(
         p for p in work.rglob("*") if p.is_file() and p.suffix.lower() == ".rar" and not p.name.startswith(".")
     )
-    if not inner:
+    if not inner and not any(dest.glob(".extracted-*.rar")):
         raise DownloadError(f"{outer}: expected per-class .rar files inside, found none")
     for rar in inner:
         extract_archive(rar, dest, backend=backend)
-        if not keep:
-            rar.unlink()
-    if not keep:
-        shutil.rmtree(work)
+        rar.unlink()
+    shutil.rmtree(work)
 
 
 def download_dataset(
@@ -357,7 +363,7 @@ def download_dataset(
         return root
     for f in files:
         if dataset == "hmdb51" and (f.name == "hmdb51_org.rar" or _holds_rars(f)):
-            _extract_nested_rars(f, root, root / ".hmdb51_org", keep=keep_archives, backend=backend)
+            _extract_nested_rars(f, root, root / ".hmdb51_org", backend=backend)
             (root / f".extracted-{f.name}").write_text(f"{f.name}\n")
         else:
             extract_archive(f, root, backend=backend)
@@ -384,26 +390,42 @@ def mirror_sources(dataset: str, base_url: str) -> list[Source]:
 
 @click.command("download")
 @click.argument("dataset", type=click.Choice(sorted(SOURCES)))
-@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True,
-              help="Archives go to DEST/archives/DATASET, the dataset to DEST/DATASET.")
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Archives go to DEST/archives/DATASET, the dataset to DEST/DATASET.",
+)
 @click.option("--mirror", default=None, help="Base URL of a mirror holding the same file names.")
 @click.option("--no-extract", is_flag=True, help="Only download and verify the archives.")
 @click.option("--delete-archives", is_flag=True, help="Delete the archives after a successful extraction.")
-@click.option("--extractor", type=click.Choice(["auto", "libarchive", "tool"]), default="auto", show_default=True,
-              help="libarchive: the libarchive-c binding; tool: unrar (for .rar), bsdtar or 7z on PATH; "
-                   "auto: the binding when it loads, else a tool.")
-@click.option("--verify/--no-verify", default=True, show_default=True,
-              help="Build the manifest afterwards and check the official counts.")
-def download(dataset: str, dest: Path, mirror: str | None, no_extract: bool, delete_archives: bool,
-             extractor: str, verify: bool) -> None:
+@click.option(
+    "--extractor",
+    type=click.Choice(["auto", "libarchive", "tool"]),
+    default="auto",
+    show_default=True,
+    help="libarchive: the libarchive-c binding; tool: unrar (for .rar), bsdtar or 7z on PATH; "
+    "auto: the binding when it loads, else a tool.",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Build the manifest afterwards and check the official counts.",
+)
+def download(
+    dataset: str, dest: Path, mirror: str | None, no_extract: bool, delete_archives: bool, extractor: str, verify: bool
+) -> None:
     """Download DATASET (ucf101 | hmdb51) from the official site, resuming, verifying and extracting it."""
     from data_manifests import ManifestError, build_manifest
     from data_manifests.cli import default_out, format_counts
 
     sources = mirror_sources(dataset, mirror) if mirror else None
     try:
-        root = download_dataset(dataset, dest, sources=sources, extract=not no_extract,
-                                keep_archives=not delete_archives, backend=extractor)
+        root = download_dataset(
+            dataset, dest, sources=sources, extract=not no_extract, keep_archives=not delete_archives, backend=extractor
+        )
     except DownloadError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{dataset}: archives in {dest / 'archives' / dataset}")

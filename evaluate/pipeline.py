@@ -194,19 +194,32 @@ def pretext_metrics(outputs: Sequence[Mapping[str, Any]], is_splits: int = 1) ->
 # --------------------------------------------------------------------------------------------------
 
 
-def _collect(fn: Callable[[Any], Any], batches: Iterable[Mapping[str, Any]], key: str = "clip") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run `fn` on every batch: returns (outputs (N, ...), labels (N,), video_index (N,))."""
+def _test_pass(
+    comps: EvalComponents, max_pretext_batches: int | None
+) -> tuple[dict[str, list[np.ndarray]], list[dict[str, np.ndarray]]]:
+    """ONE pass over the test batches running classify, features and (on the first batches) pretext."""
     import torch
 
-    outs, labels, vids = [], [], []
+    acc: dict[str, list[np.ndarray]] = {"scores": [], "feats": [], "labels": [], "vidx": []}
+    pretext_out: list[dict[str, np.ndarray]] = []
     with torch.no_grad():
-        for batch in batches:
-            outs.append(M.as_numpy(fn(batch[key])).astype(np.float32))
-            labels.append(M.as_numpy(batch["label"]).astype(np.int64))
-            vids.append(M.as_numpy(batch["video_index"]).astype(np.int64))
-    if not outs:
-        raise ValueError("the loader yielded no batches")
-    return np.concatenate(outs), np.concatenate(labels), np.concatenate(vids)
+        for i, batch in enumerate(comps.test_batches()):
+            for key in ("clip", "label", "video_index"):
+                if key not in batch:
+                    raise KeyError(f"test batch {i} lacks key {key!r} (has {sorted(batch)})")
+            acc["labels"].append(M.as_numpy(batch["label"]).astype(np.int64))
+            acc["vidx"].append(M.as_numpy(batch["video_index"]).astype(np.int64))
+            if comps.classify is not None:
+                acc["scores"].append(M.as_numpy(comps.classify(batch["clip"])).astype(np.float32))
+            if comps.features is not None:
+                acc["feats"].append(M.as_numpy(comps.features(batch["clip"])).astype(np.float32))
+            if comps.pretext is not None and (max_pretext_batches is None or i < max_pretext_batches):
+                out = {k: M.as_numpy(v) for k, v in comps.pretext(batch).items() if v is not None}
+                out.setdefault("video_index", acc["vidx"][-1])
+                pretext_out.append(out)
+    if not acc["labels"]:
+        raise ValueError("the test loader yielded no batches")
+    return acc, pretext_out
 
 
 def evaluate_run(
@@ -219,10 +232,12 @@ def evaluate_run(
     max_pretext_batches: int | None = 8,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Compute every metric the components allow, write features.h5, eval/examples.npz,
-    metrics.json, report.md and plots into `run_dir`; returns the written paths."""
-    import torch
+    """Compute every metric the components allow, write eval/features.h5, eval/examples.npz,
+    metrics.json, report.md and plots into `run_dir`; returns the written paths.
 
+    The test split is read once (classification, features and pretext outputs from the same
+    batches); the train split once more for the retrieval gallery.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {"run": dict(run_info or {}), "classes": list(classes)}
@@ -230,33 +245,28 @@ def evaluate_run(
         metrics["class_groups"] = dict(class_groups)
     examples: dict[str, np.ndarray] = {}
     written: dict[str, Path] = {}
+    comps = components
 
-    if components.classify is not None:
-        scores, labels, vidx = _collect(components.classify, components.test_batches())
-        metrics["recognition"] = recognition_metrics(scores, labels, vidx, len(classes))
+    acc, outputs = _test_pass(comps, max_pretext_batches)
+    labels, vidx = np.concatenate(acc["labels"]), np.concatenate(acc["vidx"])
+    if acc["scores"]:
+        metrics["recognition"] = recognition_metrics(np.concatenate(acc["scores"]), labels, vidx, len(classes))
         log.info("recognition: clip top-1 %.3f, video top-1 %.3f", metrics["recognition"]["clip_top1"],
                  metrics["recognition"]["video_top1"])
 
-    if components.features is not None and components.train_batches is not None:
-        gallery = extract_video_features(components.features, components.train_batches(), "train", components.video_ids)
-        queries = extract_video_features(components.features, components.test_batches(), "test", components.video_ids)
+    if acc["feats"] and comps.train_batches is not None:
+        queries = extract_video_features(lambda x: x, [{"clip": np.concatenate(acc["feats"]), "label": labels,
+                                                        "video_index": vidx}], "test", comps.video_ids)
+        gallery = extract_video_features(comps.features, comps.train_batches(), "train", comps.video_ids)
         written["features"] = write_features(run_dir / "eval" / "features.h5", [gallery, queries],
-                                             {**components.attrs, **(run_info or {})})
+                                             {**comps.attrs, **(run_info or {})})
         metrics["retrieval"] = retrieval_metrics(gallery, queries, ks)
         metrics["retrieval"]["features"] = "eval/features.h5"
         log.info("retrieval: %s", metrics["retrieval"]["recall"])
-        if components.video_frame is not None:
-            examples.update(retrieval_examples(gallery, queries, components.video_frame))
+        if comps.video_frame is not None:
+            examples.update(retrieval_examples(gallery, queries, comps.video_frame))
 
-    if components.pretext is not None:
-        outputs = []
-        with torch.no_grad():
-            for i, batch in enumerate(components.test_batches()):
-                if max_pretext_batches is not None and i >= max_pretext_batches:
-                    break
-                out = {k: M.as_numpy(v) for k, v in components.pretext(batch).items() if v is not None}
-                out.setdefault("video_index", M.as_numpy(batch["video_index"]))
-                outputs.append(out)
+    if comps.pretext is not None:
         metrics["pretext"] = pretext_metrics(outputs)
         if outputs:
             first = outputs[0]

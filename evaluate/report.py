@@ -169,7 +169,8 @@ def plot_training_curves(
             x = x + offset[stage]
             colour = cmap(si % 10)
             ax.plot(x, y, color=colour, alpha=0.25, lw=0.8)
-            ax.plot(x, _smooth(y, max(1, len(y) // 25)), color=colour, lw=1.8, label=stage)
+            ax.plot(x, _smooth(y, max(1, len(y) // 25)), color=colour, lw=1.8, label=stage,
+                    marker="o" if len(y) < 3 else None, ms=4)
             bad = ~np.isfinite(y)
             if bad.any():
                 ax.scatter(x[bad], np.zeros(bad.sum()), marker="x", color="red", zorder=5, label=f"{stage}: non-finite")
@@ -178,6 +179,7 @@ def plot_training_curves(
         finite = np.concatenate([v[np.isfinite(v)] for _, v in series[key].values()] or [np.array([])])
         if key == "lr" or (finite.size and finite.min() > 0 and finite.max() / max(finite.min(), 1e-30) > 100):
             ax.set_yscale("log")
+        ax.set_xlim(-0.5, max(start - 0.5, 0.5))  # every panel spans all stages, so they line up
         ax.set_title(key, fontsize=11)
         ax.set_xlabel("step (stages in order)")
         ax.grid(alpha=0.3)
@@ -343,7 +345,7 @@ def plot_retrieval_examples(
     sims = None if neighbour_sims is None else as_numpy(neighbour_sims)
     rows, k = n.shape[:2]
     plt = _plt()
-    fig, axes = plt.subplots(rows, k + 1, figsize=(2.0 * (k + 1), 2.0 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, k + 1, figsize=(2.1 * (k + 1), 2.45 * rows + 0.5), squeeze=False)
     for r in range(rows):
         panels = [(q[r], ql[r], "query", None)] + [(n[r, j], nl[r, j], f"#{j + 1}", j) for j in range(k)]
         for c, (img, lab, tag, j) in enumerate(panels):
@@ -360,7 +362,7 @@ def plot_retrieval_examples(
                 text += f"\ncos {sims[r, j]:.2f}"
             ax.set_title(text, fontsize=8, color=colour)
     fig.suptitle("Retrieval: test query (blue) and its nearest training videos (green = same class)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.2)
     return _save(fig, out)
 
 
@@ -378,7 +380,7 @@ def plot_pose_prediction(
     future_generated: Any,
     out: str | Path,
     future_mask: Any | None = None,
-    max_panels: int = 8,
+    max_panels: int = 10,
 ) -> Path:
     """Skeletons over time for ONE sequence: top row observed input then real future (black),
     bottom row the generated future (orange) over the faint real one. Coordinates normalised (y down)."""
@@ -387,15 +389,18 @@ def plot_pose_prediction(
         raise ValueError(f"pose shapes must be (T, 17, 2); got observed {obs.shape}, real {real.shape}, "
                          f"generated {gen.shape}")
     mask = None if future_mask is None else as_numpy(future_mask).astype(bool)
-    t_obs = np.linspace(0, len(obs) - 1, min(len(obs), max_panels // 2)).round().astype(int)
-    t_fut = np.linspace(0, len(real) - 1, min(len(real), max_panels)).round().astype(int)
+    t_obs = np.linspace(0, len(obs) - 1, min(len(obs), max(1, max_panels // 2))).round().astype(int)
+    t_fut = np.linspace(0, len(real) - 1, min(len(real), max_panels - len(t_obs))).round().astype(int)
     ncol = max(len(t_obs) + len(t_fut), 1)
     allpts = np.concatenate([obs.reshape(-1, 2), real.reshape(-1, 2), gen.reshape(-1, 2)])
     allpts = allpts[np.all(np.isfinite(allpts), axis=1)]
     lo, hi = allpts.min(axis=0), allpts.max(axis=0)
-    pad = 0.1 * max(float((hi - lo).max()), 1e-3)
+    # square-ish panels around the figure: widen the narrow axis to 3/4 of the long one
+    centre, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 0.75 * float((hi - lo).max()) / 2)
+    lo, hi = centre - half, centre + half
+    pad = 0.08 * max(float((hi - lo).max()), 1e-3)
     plt = _plt()
-    fig, axes = plt.subplots(2, ncol, figsize=(1.55 * ncol, 4.0), squeeze=False)
+    fig, axes = plt.subplots(2, ncol, figsize=(1.9 * ncol, 5.0), squeeze=False)
     for ax in axes.flat:
         ax.set_xlim(lo[0] - pad, hi[0] + pad)
         ax.set_ylim(hi[1] + pad, lo[1] - pad)  # image coordinates: y down
@@ -415,7 +420,7 @@ def plot_pose_prediction(
         _draw_skeleton(axes[1, c], gen[t], "#e67e00")
         axes[1, c].set_title(f"generated +{t + 1}", fontsize=8, color="#e67e00")
     fig.suptitle("Pose prediction: input (blue), real future (black), generated future (orange)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.6)
     return _save(fig, out)
 
 

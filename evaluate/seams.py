@@ -55,15 +55,16 @@ class StoreInfo:
         return np.asarray(self.root["frames"][int(self._frame_start[video_index]) + n // 2])
 
     def class_groups(self, groups_file: str | Path | None = None) -> dict[str, str] | None:
-        """Class -> motion|context|both from `groups_file`, else from a synthetic.json next to the
-        dataset root recorded in the store options (None when unknown, e.g. UCF101)."""
+        """Class -> motion|context|both from `groups_file`, else from `synthetic.json` in a dataset root
+        recorded in the store attrs (`source_root`, `root` or `options.root`); None when unknown (UCF101)."""
         from evaluate.report import load_class_groups
 
         if groups_file is not None:
             return load_class_groups(groups_file)
-        root = (self.attrs.get("options") or {}).get("root")
-        if root and (Path(root) / "synthetic.json").is_file():
-            return load_class_groups(Path(root) / "synthetic.json")
+        candidates = [self.attrs.get("source_root"), self.attrs.get("root"), (self.attrs.get("options") or {}).get("root")]
+        for root in candidates:
+            if root and (Path(root) / "synthetic.json").is_file():
+                return load_class_groups(Path(root) / "synthetic.json")
         return None
 
 

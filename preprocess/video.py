@@ -146,32 +146,97 @@ def _pts_to_index(pts_list: list[int | None]) -> dict[int, int]:
     return {p: k for k, p in enumerate(pts_list) if p is not None}
 
 
+def _read_ue(data: bytes, bit: int) -> tuple[int, int]:
+    """Exp-Golomb ue(v) at bit offset ``bit`` of ``data`` -> (value, next bit offset)."""
+    zeros = 0
+    while bit < len(data) * 8 and not (data[bit // 8] >> (7 - bit % 8)) & 1:
+        zeros += 1
+        bit += 1
+    bit += 1
+    value = 0
+    for _ in range(zeros):
+        if bit >= len(data) * 8:
+            return -1, bit
+        value = (value << 1) | ((data[bit // 8] >> (7 - bit % 8)) & 1)
+        bit += 1
+    return (1 << zeros) - 1 + value, bit
+
+
+def _h264_nals(data: bytes) -> list[bytes]:
+    """NAL units of an H.264 packet, Annex-B (start codes) or AVCC (4-byte lengths)."""
+    if data[:3] == b"\x00\x00\x01" or data[:4] == b"\x00\x00\x00\x01":
+        parts = data.replace(b"\x00\x00\x00\x01", b"\x00\x00\x01").split(b"\x00\x00\x01")
+        return [p for p in parts if p]
+    nals, k = [], 0
+    while k + 4 <= len(data):
+        n = int.from_bytes(data[k:k + 4], "big")
+        if n <= 0 or k + 4 + n > len(data):
+            return [data]  # not AVCC after all: let the decoder decide
+        nals.append(data[k + 4:k + 4 + n])
+        k += 4 + n
+    return nals
+
+
+def may_be_intra(codec: str, data: bytes, is_keyframe: bool) -> bool:
+    """Cheap bitstream test whether a packet can hold an intra-coded picture (never a false "no").
+
+    MPEG-4 Part 2: the VOP header's coding type; H.264: IDR NAL or an I/SI slice type. Other codecs:
+    always True (the decoder's ``skip_frame=NONINTRA`` then does the filtering).
+    """
+    if is_keyframe:
+        return True
+    if codec == "mpeg4":
+        k = data.find(b"\x00\x00\x01\xb6")
+        return k < 0 or k + 4 >= len(data) or (data[k + 4] >> 6) == 0
+    if codec == "h264":
+        for nal in _h264_nals(data):
+            kind = nal[0] & 0x1F
+            if kind == 5:
+                return True
+            if kind == 1:
+                _, bit = _read_ue(nal[1:8], 0)  # first_mb_in_slice
+                slice_type, _ = _read_ue(nal[1:8], bit)
+                if slice_type < 0 or slice_type % 5 in (2, 4):
+                    return True
+        return False
+    return True
+
+
 def _intra_frames(container, frame_size: tuple[int, int], pts_index: dict[int, int] | None) -> IFrames:
-    """Decode only intra frames (``skip_frame=NONINTRA``) of an open container."""
+    """Decode only intra frames: packets are pre-filtered by :func:`may_be_intra` and the decoder
+    runs with ``skip_frame=NONINTRA``; a frame is kept when its ``pict_type`` is I."""
     import av
 
     H, W = frame_size
     stream = container.streams.video[0]
-    stream.codec_context.skip_frame = "NONINTRA"
-    stream.thread_type = "AUTO"
+    cc = stream.codec_context
+    cc.skip_frame = "NONINTRA"
+    codec = cc.name
     images, idx, ptype = [], [], []
     rate = stream.average_rate or stream.guessed_rate
     tb = stream.time_base
     start = stream.start_time or 0
+    I = int(av.video.frame.PictureType.I)
+
+    def keep(frame) -> None:
+        if int(frame.pict_type) != I:
+            return  # some decoders pass through non-intra frames
+        if pts_index is not None and frame.pts in pts_index:
+            k = pts_index[frame.pts]
+        elif frame.pts is not None and rate and tb:
+            k = int(round(float((frame.pts - start) * tb * rate)))
+        else:
+            raise VideoError("I-frame without pts: cannot place it")
+        images.append(frame.to_ndarray(width=W, height=H, format="rgb24"))
+        idx.append(k)
+        ptype.append(int(frame.pict_type))
+
     try:
-        for frame in container.decode(stream):
-            pt = int(frame.pict_type)
-            if pt != int(av.video.frame.PictureType.I):
-                continue  # some decoders pass through non-intra frames (e.g. after errors)
-            if pts_index is not None and frame.pts in pts_index:
-                k = pts_index[frame.pts]
-            elif frame.pts is not None and rate and tb:
-                k = int(round(float((frame.pts - start) * tb * rate)))
-            else:
-                raise VideoError("I-frame without pts: cannot place it")
-            images.append(frame.to_ndarray(width=W, height=H, format="rgb24"))
-            idx.append(k)
-            ptype.append(pt)
+        for packet in container.demux(stream):
+            if packet.size and not may_be_intra(codec, bytes(packet), packet.is_keyframe):
+                continue
+            for frame in cc.decode(packet):
+                keep(frame)
     except av.FFmpegError as exc:
         if not images:
             raise VideoError(f"I-frame decode failed: {exc}") from exc

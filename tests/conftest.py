@@ -28,7 +28,7 @@ def synthetic_root(tmp_path_factory) -> Path:
     from data_manifests.synthetic import generate
 
     out = tmp_path_factory.mktemp("synthetic") / "data"
-    generate(out, videos_per_class=4, seed=0, num_classes=4, duration=(1.6, 2.0))
+    generate(out, videos_per_class=4, seed=0, num_classes=4, seconds=(1.6, 2.0))
     return out
 
 

@@ -65,7 +65,9 @@ def make_run_folder(root: Path) -> Path:
                 rec["loss/video_r"] = 1.0 / (1 + step)
                 rec["grad_norm/v_network"] = 1.5
             lines.append(json.dumps(rec))
-    lines[45] = lines[45].replace('"loss/context": ', '"loss/context": "nan", "x": ')  # a non-finite value as the trainer writes it
+    rec45 = json.loads(lines[45])
+    rec45["loss/context"] = "nan"  # a non-finite value, written as a string like the trainer does
+    lines[45] = json.dumps(rec45)
     lines.append('{"step": 40, "stage": "joint", "loss/con')  # killed mid-write
     (run / "log.jsonl").write_text("\n".join(lines) + "\n")
 
@@ -236,12 +238,20 @@ def test_evaluate_run_end_to_end_with_fake_model(tmp_path):
                 "real": batch["clip"][:, :, :16, :16], "reconstructed": batch["clip"][:, :, :16, :16] * 0.9,
                 "generated_logits": classify(batch["clip"]), "real_logits": classify(batch["clip"])}
 
-    comps = EvalComponents(test_batches=batches("test"), train_batches=batches("train"), classify=classify,
+    calls = {"test": 0}
+    test_gen = batches("test")
+
+    def test_batches():
+        calls["test"] += 1
+        return test_gen()
+
+    comps = EvalComponents(test_batches=test_batches, train_batches=batches("train"), classify=classify,
                            features=feats, pretext=pretext,
                            video_frame=lambda split, v: _frames(1, colours[v % 3])[0], attrs={"model": "toy"})
     written = evaluate_run(tmp_path / "out", comps, classes, {"red": "motion", "green": "context", "blue": "both"},
                            run_info={"backbone": "toy"})
     m = load_metrics(written["metrics"])
+    assert calls["test"] == 1  # one pass over the test split for every metric
     assert m["recognition"]["clip_top1"] == 1.0 and m["recognition"]["video_top1"] == 1.0
     assert m["recognition"]["num_videos"] == 3 and m["recognition"]["clips_per_video"] == 2
     assert m["retrieval"]["recall"] == {"1": 1.0, "5": 1.0, "10": 1.0, "20": 1.0}
@@ -281,3 +291,18 @@ def test_cli_report_and_seam_errors(tmp_path):
     assert out.exit_code != 0 and "unknown groups" in out.output
     out = CliRunner().invoke(evaluate, ["run", "--store", str(tmp_path), "--out", str(tmp_path / "o")])
     assert out.exit_code != 0 and "--pretrain-run" in out.output
+
+
+def test_evaluate_run_pretrain_only_has_no_recognition(tmp_path):
+    clips = torch.rand(4, 4, 16, 16, 3)
+    batch = {"clip": clips, "label": torch.tensor([0, 0, 1, 1]), "video_index": torch.tensor([0, 0, 1, 1])}
+    comps = EvalComponents(test_batches=lambda: [batch], train_batches=lambda: [batch],
+                           features=lambda x: x.mean(dim=(1, 2, 3)))
+    written = evaluate_run(tmp_path / "o", comps, ["a", "b"])
+    m = load_metrics(written["metrics"])
+    assert "recognition" not in m and "pretext" not in m
+    assert m["retrieval"]["num_queries"] == 2 and m["retrieval"]["num_gallery"] == 2
+    assert "## Video retrieval" in written["report"].read_text()
+    with pytest.raises(KeyError, match="lacks key 'video_index'"):
+        evaluate_run(tmp_path / "p", EvalComponents(test_batches=lambda: [{"clip": clips, "label": batch["label"]}],
+                                                    features=lambda x: x), ["a", "b"])

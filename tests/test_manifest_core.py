@@ -11,11 +11,13 @@ from data_manifests import ExpectedCounts, Manifest, ManifestError, VideoEntry
 
 def small() -> Manifest:
     return Manifest(
-        "toy", Path("/data"), ["a, \"quoted\"", "b"],
+        "toy",
+        Path("/data"),
+        ['a, "quoted"', "b"],
         [
             VideoEntry("b/2.avi", 1, "b", {1: "test", 2: "train"}),
-            VideoEntry("a/1.avi", 0, "a, \"quoted\"", {1: "train", 2: "unused"}),
-            VideoEntry("a/0.avi", 0, "a, \"quoted\"", {1: "train"}),
+            VideoEntry("a/1.avi", 0, 'a, "quoted"', {1: "train", 2: "unused"}),
+            VideoEntry("a/0.avi", 0, 'a, "quoted"', {1: "train"}),
         ],
     )
 

@@ -53,7 +53,9 @@ def make_rar(files: dict[str, bytes]) -> bytes:
     dos_time = (46 << 25) | (1 << 21) | (1 << 16)  # 2026-01-01 00:00
     for name, data in files.items():
         n = name.encode("utf-8")
-        body = struct.pack("<IIBIIBBHI", len(data), len(data), 3, zlib.crc32(data), dos_time, 29, 0x30, len(n), 0o100644)
+        body = struct.pack(
+            "<IIBIIBBHI", len(data), len(data), 3, zlib.crc32(data), dos_time, 29, 0x30, len(n), 0o100644
+        )
         out += _block(0x74, 0x8000, body + n) + data  # file header (LONG_BLOCK) + data
     out += _block(0x7B, 0x4000, b"")  # end of archive
     return bytes(out)
@@ -237,7 +239,10 @@ def test_download_hmdb51_nested_rars(server, tmp_path: Path, backend: str) -> No
         pytest.skip("bsdtar (libarchive-tools) not on PATH")
     url, files = server
     serve_hmdb51(files)
-    sources = [Source(f"{url}/hmdb51_org.rar", "hmdb51_org.rar"), Source(f"{url}/test_train_splits.rar", "test_train_splits.rar")]
+    sources = [
+        Source(f"{url}/hmdb51_org.rar", "hmdb51_org.rar"),
+        Source(f"{url}/test_train_splits.rar", "test_train_splits.rar"),
+    ]
     root = download_dataset("hmdb51", tmp_path, sources=sources, keep_archives=False, backend=backend)
     assert root == tmp_path / "hmdb51"
     assert (root / "jump" / HMDB_ODD).read_bytes() == HMDB_ODD.encode()
@@ -252,7 +257,9 @@ def test_download_hmdb51_nested_rars(server, tmp_path: Path, backend: str) -> No
 @needs_libarchive
 def test_download_ucf101_cli_with_mirror(server, tmp_path: Path) -> None:
     url, files = server
-    files.content["/UCF101.rar"] = make_rar({"UCF-101/YoYo/v_YoYo_g01_c01.avi": b"1", "UCF-101/YoYo/v_YoYo_g02_c01.avi": b"2"})
+    files.content["/UCF101.rar"] = make_rar(
+        {"UCF-101/YoYo/v_YoYo_g01_c01.avi": b"1", "UCF-101/YoYo/v_YoYo_g02_c01.avi": b"2"}
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("ucfTrainTestlist/classInd.txt", "1 YoYo\n")
@@ -275,3 +282,30 @@ def test_extract_with_bsdtar_tool(tmp_path: Path) -> None:
     rar.write_bytes(make_rar({f"jump/{HMDB_ODD}": b"video"}))
     extract_archive(rar, tmp_path / "out", backend="tool")
     assert (tmp_path / "out" / "jump" / HMDB_ODD).read_bytes() == b"video"
+
+
+@needs_libarchive
+def test_interrupted_hmdb51_extraction_resumes(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import data_manifests.download as dl
+
+    url, files = server
+    serve_hmdb51(files)
+    real = dl.extract_archive
+
+    def failing(archive, dest, **kw):
+        if Path(archive).name == "jump.rar":
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during the second class
+        return real(archive, dest, **kw)
+
+    monkeypatch.setattr(dl, "extract_archive", failing)
+    with pytest.raises(KeyboardInterrupt):
+        download_dataset("hmdb51", tmp_path, sources=dl.mirror_sources("hmdb51", url))
+    assert (tmp_path / "hmdb51/brush_hair/a_brush_hair_0.avi").is_file()
+    assert not (tmp_path / "hmdb51/jump").exists()
+    monkeypatch.setattr(dl, "extract_archive", real)
+    n = len(files.requests)
+    root = download_dataset("hmdb51", tmp_path, sources=dl.mirror_sources("hmdb51", url))
+    assert len(files.requests) == n  # archives were complete: nothing downloaded again
+    assert (root / "jump" / HMDB_ODD).is_file() and not (root / ".hmdb51_org").exists()
+    assert len(build_manifest("hmdb51", root, expected_counts=False).videos) == 4
+    assert (tmp_path / "archives/hmdb51/hmdb51_org.rar").is_file()  # kept by default

@@ -27,9 +27,7 @@ def make_ucf101(root: Path) -> dict[str, list[str]]:
     """3 classes x 3 videos; split 1: groups 1 test, 2-3 train; split 2: group 2 test. CRLF lines."""
     ann = root / "ucfTrainTestlist"
     ann.mkdir(parents=True)
-    (ann / "classInd.txt").write_bytes(
-        "".join(f"{i} {c}\r\n" for i, c in enumerate(UCF_CLASSES, 1)).encode()
-    )
+    (ann / "classInd.txt").write_bytes("".join(f"{i} {c}\r\n" for i, c in enumerate(UCF_CLASSES, 1)).encode())
     lists: dict[str, list[str]] = {k: [] for k in ("train1", "test1", "train2", "test2")}
     for i, c in enumerate(UCF_CLASSES, 1):
         file_cls = "HandStandPushups" if c == "HandstandPushups" else c  # the real dataset's quirk
@@ -105,7 +103,11 @@ def test_ucf101_missing_annotation_folder(tmp_path: Path) -> None:
 def make_hmdb51(root: Path) -> None:
     """2 classes x 3 videos; split n: video n-1 test, next train, last unused (codes 2/1/0)."""
     videos = {
-        "brush_hair": ["April_09_brush_hair_u_nm_np1_ba_goo_0.avi", "Blonde_brush_hair_f_cm_np1_le_med_1.avi", "x_brush_hair_f_nm_np1_ri_goo_2.avi"],
+        "brush_hair": [
+            "April_09_brush_hair_u_nm_np1_ba_goo_0.avi",
+            "Blonde_brush_hair_f_cm_np1_le_med_1.avi",
+            "x_brush_hair_f_nm_np1_ri_goo_2.avi",
+        ],
         "jump": [HMDB_ODD, "Prelinger_jump;'s_h_nm_np1_fr_bad_1.avi", "zz_jump_u_nm_np1_ba_med_2.avi"],
     }
     sdir = root / "testTrainMulti_7030_splits"
@@ -169,9 +171,7 @@ def test_kinetics400_layouts_and_missing_videos(tmp_path: Path) -> None:
         "abseiling,--Ntzgb2d2c,0,10,train\n"
         "abseiling,gone_video1,12,22,train\n"
     )
-    (ann / "validate.csv").write_text(
-        "youtube_id,time_start,time_end,split,label\nvalvideo001,5,15,val,abseiling\n"
-    )
+    (ann / "validate.csv").write_text("youtube_id,time_start,time_end,split,label\nvalvideo001,5,15,val,abseiling\n")
     (ann / "test.csv").write_text("youtube_id,time_start,time_end,split\ntestvideo01,0,10,test\n")
     touch(tmp_path / "train/passing American football (in game)/---QUuC4vJs_000084_000094.mp4")
     touch(tmp_path / "train/abseiling/--Ntzgb2d2c_000000_000010.mp4")
@@ -196,13 +196,27 @@ def test_kinetics400_bad_header(tmp_path: Path) -> None:
 def make_ssv2(root: Path) -> None:
     labels = {"Holding something next to something": "1", "Approaching something with your camera": "0"}
     train = [
-        {"id": "78687", "label": "holding potato next to vicks vaporub bottle",
-         "template": "Holding [something] next to [something]", "placeholders": ["potato", "vicks vaporub bottle"]},
-        {"id": "42326", "label": "approaching a cup with your camera",
-         "template": "Approaching [something] with your camera", "placeholders": ["a cup"]},
+        {
+            "id": "78687",
+            "label": "holding potato next to vicks vaporub bottle",
+            "template": "Holding [something] next to [something]",
+            "placeholders": ["potato", "vicks vaporub bottle"],
+        },
+        {
+            "id": "42326",
+            "label": "approaching a cup with your camera",
+            "template": "Approaching [something] with your camera",
+            "placeholders": ["a cup"],
+        },
     ]
-    val = [{"id": "74225", "label": "approaching door with your camera",
-            "template": "Approaching [something] with your camera", "placeholders": ["door"]}]
+    val = [
+        {
+            "id": "74225",
+            "label": "approaching door with your camera",
+            "template": "Approaching [something] with your camera",
+            "placeholders": ["door"],
+        }
+    ]
     (root / "labels").mkdir(parents=True)
     (root / "labels" / "something-something-v2-labels.json").write_text(json.dumps(labels))
     (root / "labels" / "train.json").write_text(json.dumps(train))
@@ -213,7 +227,9 @@ def make_ssv2(root: Path) -> None:
 
 def test_ssv2_maps_templates_to_labels(tmp_path: Path) -> None:
     make_ssv2(tmp_path)
-    m = build_manifest("ssv2", tmp_path, expected_counts=ExpectedCounts(videos=3, classes=2, splits={1: {"train": 2, "test": 1}}))
+    m = build_manifest(
+        "ssv2", tmp_path, expected_counts=ExpectedCounts(videos=3, classes=2, splits={1: {"train": 2, "test": 1}})
+    )
     assert m.classes == ["Approaching something with your camera", "Holding something next to something"]
     v = next(v for v in m.videos if v.path.endswith("78687.webm"))
     assert (v.label, v.label_name, v.splits) == (1, "Holding something next to something", {1: "train"})
@@ -254,8 +270,13 @@ def test_folder_with_and_without_split_file(tmp_path: Path) -> None:
 
 def test_synthetic_uses_counts_from_synthetic_json(tmp_path: Path) -> None:
     make_ucf101(tmp_path)
-    info = {"classes": UCF_CLASSES, "groups": {c: "motion" for c in UCF_CLASSES}, "seed": 0,
-            "options": {"videos_per_class": 3}, "counts": {"videos": 9, "train": 6, "test": 3}}
+    info = {
+        "classes": UCF_CLASSES,
+        "groups": {c: "motion" for c in UCF_CLASSES},
+        "seed": 0,
+        "options": {"videos_per_class": 3},
+        "counts": {"videos": 9, "train": 6, "test": 3},
+    }
     (tmp_path / "synthetic.json").write_text(json.dumps(info))
     m = build_manifest("synthetic", tmp_path)
     assert m.dataset == "synthetic" and len(m.videos) == 9 and m.meta["groups"]["YoYo"] == "motion"
@@ -286,8 +307,10 @@ def test_cli_prints_counts_and_writes_csv(tmp_path: Path) -> None:
     assert "    1        6        3        0" in res.output
     out = tmp_path / "u" / "manifest-ucf101.csv"
     assert out.read_text().splitlines()[0] == "path,label,label_name,split1,split2,split3"
-    res = runner.invoke(manifest_cmd, ["ucf101", "--root", str(tmp_path / "u"), "--split", "2",
-                                       "--out", str(tmp_path / "x.csv"), "--no-strict"])
+    res = runner.invoke(
+        manifest_cmd,
+        ["ucf101", "--root", str(tmp_path / "u"), "--split", "2", "--out", str(tmp_path / "x.csv"), "--no-strict"],
+    )
     assert res.exit_code == 0 and (tmp_path / "x.csv").is_file()
     res = runner.invoke(manifest_cmd, ["ucf101", "--root", str(tmp_path / "u")])
     assert res.exit_code == 1 and "expected 13320" in res.output
@@ -330,3 +353,11 @@ def test_folder_parser_on_real_clips(real_clips: Path) -> None:
     m = build_manifest("folder", real_clips)
     assert sorted(v.path for v in m.videos) == sorted(r["path"] for r in rows)
     assert {v.label_name for v in m.videos} == {r["path"].split("/")[0] for r in rows}
+
+
+def test_ucf101_video_absent_from_one_split_is_an_error(tmp_path: Path) -> None:
+    make_ucf101(tmp_path)
+    f = tmp_path / "ucfTrainTestlist/testlist02.txt"
+    f.write_text(f.read_text().replace("YoYo/v_YoYo_g02_c01.avi\n", ""))
+    with pytest.raises(ManifestError, match=r"YoYo/v_YoYo_g02_c01\.avi \(split 2\)"):
+        build_manifest("ucf101", tmp_path, expected_counts=False)

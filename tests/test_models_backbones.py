@@ -91,3 +91,25 @@ def test_s3d_works_below_224():
     model = build_backbone("s3d", num_classes=2).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 16, 112, 112)).shape == (1, 2)
+
+
+def test_flop_count_matches_torchvision_metadata():
+    """GMACs at 16x112x112 equal torchvision's published `_ops` (40.519 / 40.697): torchvision's
+    "GFLOPS" are multiply-accumulates, as are (by the same numbers) the paper's Table IX values."""
+    from train.models.summary import measure
+
+    r21 = measure("r2plus1d_18")
+    assert r21["gmacs"] == pytest.approx(40.519, abs=1e-3)
+    assert r21["gflops"] == pytest.approx(2 * r21["gmacs"])
+    assert r21["params_m"] * 1e6 == pytest.approx(KNOWN_PARAMS["r2plus1d_18"])
+    assert measure("r3d_18")["gmacs"] == pytest.approx(40.697, abs=1e-3)
+
+
+def test_summary_table_lists_paper_values():
+    from train.models.summary import table
+
+    rows = [{"backbone": "r2plus1d_18", "params_m": 31.3, "gflops": 81.0, "gmacs": 40.5, "input": [3, 16, 112, 112]},
+            {"backbone": "csvr f_i (s3d, 101 classes)", "params_m": 9.0, "gflops": 9.0, "gmacs": 4.5, "input": [3, 16, 112, 112]}]
+    lines = table(rows).splitlines()
+    assert lines[2] == "| r2plus1d_18 | 3x16x112x112 | 31.30 | 81.0 | 40.5 | 15.4 | 40.4 |"
+    assert "| 9.1 |" in lines[3]

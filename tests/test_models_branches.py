@@ -70,6 +70,9 @@ def test_pose_discriminator_conditioned_and_per_sample():
     assert torch.allclose(d(fut2, cur)[0], s[0]), "critic must score samples independently (no batch norm)"
     s.sum().backward()
     assert _grads_ok(d)
+    mask = torch.rand(3, 6, 17) > 0.5
+    fut3 = torch.where(mask[..., None], fut, torch.rand(3, 6, 17, 2))
+    torch.testing.assert_close(d(fut3, cur, mask), d(fut, cur, mask))
 
 
 def test_motion_aligner():
@@ -200,8 +203,16 @@ def test_csvr_model_features_and_generation():
     model.eval()
     torch.testing.assert_close(model.predict_poses(pose)[1], model.dynamic_feature(pose))
     model.train()
-    z = model.iframe_embedding(torch.randn(2, 3, 3, 32, 32))
+    frames = torch.randn(2, 3, 3, 32, 32)
+    z = model.iframe_embedding(frames)
     assert z.shape == (2, 3, 16)
+    mask = torch.tensor([[True, False, True], [True, True, False]])
+    zm = model.iframe_embedding(frames, mask)
+    assert zm.shape == (2, 3, 16)
+    assert (zm[~mask] == 0).all() and (zm[mask].abs().sum(1) > 0).all()
+    model.eval()  # without batch statistics the valid rows equal the unmasked embedding
+    torch.testing.assert_close(model.iframe_embedding(frames, mask)[mask], model.iframe_embedding(frames)[mask])
+    model.train()
     rec, pred = model.generate_videos(feats["f_i"])
     assert rec.shape == pred.shape == (2, 3, 4, 32, 32)
     assert model.video_disc_r(rec).shape == (2,) and model.pose_disc(fut, pose).shape == (2,)
@@ -282,7 +293,7 @@ def test_csvr_joint_one_stage_step():
     iframes, imask = torch.randn(2, 2, 3, 32, 32), torch.tensor([[True, True], [True, False]])
     sp = sc = 0.75
     f_s = model.static_feature(clip)
-    l_ctx = L.mi_infonce(f_s, model.iframe_embedding(iframes), imask)
+    l_ctx = L.mi_infonce(f_s, model.iframe_embedding(iframes, imask), imask)
     pred_pose, f_d = model.predict_poses(pose)
     os_p = OneStageGAN("wgan", d_weight=sp, g_weight=sp)
     crit_p = lambda v: model.pose_disc(v, pose)  # noqa: E731

@@ -118,7 +118,7 @@ def test_yolo_on_synthetic_figures(tmp_path):
         find_yolo_weights()
     except FileNotFoundError as e:
         pytest.skip(str(e))
-    root = generate(tmp_path / "synth", videos_per_class=1, num_classes=4, seed=0)
+    root = generate(tmp_path / "synth", videos_per_class=2, num_classes=2, seed=0)
     res = Q.measure_synthetic(build_estimator("yolo"), root, max_videos=4, max_frames=12, step=3)
     assert res["videos"] == 4 and res["frames"] == 48
     assert res["detection_rate"] >= 0.8

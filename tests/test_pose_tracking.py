@@ -84,3 +84,20 @@ def test_two_people_side_by_side_keeps_the_more_prominent():
     small = _walker(0.6, 0.0, 0.2, 0.4, t_len, score=lambda t: 0.9)
     kps, boxes, slot = _scene({"big": big, "small": small}, t_len)
     np.testing.assert_array_equal(select_main_actor(kps, boxes), slot["big"])
+
+
+def test_partial_duplicate_that_captures_the_track_does_not_drop_the_actor():
+    """A partial box of the actor (same frame, inside its box) can start a track that the actor's
+    continuation later joins; that track is the same person, not a bystander."""
+    t_len = 26
+    actor: list = [[0.02 * t, 0.2, 0.02 * t + 0.3, 0.8, 0.8] for t in range(10)] + [None] * 3
+    actor += [[0.34 + 0.01 * k, 0.2, 0.64 + 0.01 * k, 0.8, 0.8] for k in range(13)]
+    dup: list = [None] * t_len
+    dup[9] = [0.36, 0.2, 0.48, 0.8, 0.4]  # right half of the actor at frame 9
+    kps, boxes, slot = _scene({"actor": actor, "dup": dup}, t_len)
+    ids = link_tracks(boxes)
+    assert ids[13, 0] == ids[9, 1]  # the continuation joined the duplicate's track
+    main = select_main_actor(kps, boxes)
+    assert (main[:10] >= 0).all() and (main[13:] == 0).all()
+    assert (main[10:13] == -1).all()
+    np.testing.assert_array_equal(main[:9], slot["actor"][:9])

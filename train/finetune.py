@@ -287,7 +287,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
                 timing = timer.step_done(cfg.batch_size * dist_info.world_size)
                 if step % cfg.run.log_every == 0:
                     acc = float((logits.argmax(1) == batch["label"]).float().mean())
-                    logger.log({"step": step, "stage": "finetune", "epoch": epoch, "loss/ce": float(loss),
+                    logger.log({"step": step, "stage": "finetune", "epoch": epoch, "loss/ce": float(loss.detach()),
                                 "acc/train_top1": acc, **norms, "lr": optimizer.param_groups[0]["lr"],
                                 "samples_per_s": timing["samples_per_s"],
                                 "data_wait_frac": timing["data_wait_frac"], "step_s": timing["step_s"]})

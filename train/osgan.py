@@ -100,7 +100,11 @@ class OneStageGAN:
         return torch.where(gd == 0, torch.zeros_like(gd), (self.g_weight * gg) / (self.d_weight * gd))
 
     def discriminator_loss(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
-        """w_D * L_D(real, fake), and sets the scale for the backward pass. Add GP and G's other terms."""
+        """w_D * L_D(real, fake), and sets the scale for the backward pass. Add GP and G's other terms.
+
+        A further factor applied to the returned loss scales both players' gradients alike (the ratio
+        w_G / w_D is what the scale encodes).
+        """
         if fake_scores.dim() != 1:
             raise ValueError(f"critic scores must be (B,), got {tuple(fake_scores.shape)}")
         self._holder.scale = self.scale_for(fake_scores)

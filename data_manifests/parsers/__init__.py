@@ -21,4 +21,12 @@ PARSERS: dict[str, Callable[..., Manifest]] = {
     "synthetic": parse_synthetic,
 }
 
-__all__ = ["PARSERS", "parse_folder", "parse_hmdb51", "parse_kinetics400", "parse_ssv2", "parse_synthetic", "parse_ucf101"]
+__all__ = [
+    "PARSERS",
+    "parse_folder",
+    "parse_hmdb51",
+    "parse_kinetics400",
+    "parse_ssv2",
+    "parse_synthetic",
+    "parse_ucf101",
+]

@@ -41,7 +41,9 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
     return [(i, line.strip()) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-def index_files(base: Path, *, extensions: Iterable[str] | None = VIDEO_EXTENSIONS, skip_dirs: Iterable[Path] = ()) -> list[str]:
+def index_files(
+    base: Path, *, extensions: Iterable[str] | None = VIDEO_EXTENSIONS, skip_dirs: Iterable[Path] = ()
+) -> list[str]:
     """All files under `base` (recursively, sorted) as POSIX paths relative to `base`.
 
     Hidden files and folders are skipped; `extensions` (lower-case, with dot) filters when given.
@@ -52,7 +54,9 @@ def index_files(base: Path, *, extensions: Iterable[str] | None = VIDEO_EXTENSIO
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(base_str):
         dirnames[:] = sorted(
-            n for n in dirnames if not n.startswith(".") and (not skip or os.path.realpath(os.path.join(dirpath, n)) not in skip)
+            n
+            for n in dirnames
+            if not n.startswith(".") and (not skip or os.path.realpath(os.path.join(dirpath, n)) not in skip)
         )
         rel_dir = os.path.relpath(dirpath, base_str)
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"

@@ -23,11 +23,8 @@ from data_manifests.parsers._common import (
 
 log = logging.getLogger(__name__)
 
-OFFICIAL = ExpectedCounts(
-    videos=6766,
-    classes=51,
-    splits={n: {"train": 3570, "test": 1530, "unused": 1666} for n in (1, 2, 3)},
-)
+# 70 training and 30 test clips per class in each of the three splits; the rest are "unused".
+OFFICIAL = ExpectedCounts(videos=6766, classes=51, splits={n: {"train": 3570, "test": 1530} for n in (1, 2, 3)})
 SPLIT_CODES = {"0": "unused", "1": "train", "2": "test"}
 _SPLIT_FILE = re.compile(r"^(.+)_test_split(\d+)\.txt$")
 
@@ -81,14 +78,16 @@ def parse_hmdb51(
     class_dirs = [vroot / c for c in classes]
     on_disk = {prefix + p for p in index_files(vroot, skip_dirs=[sdir])}
     missing = sorted(set(entries) - on_disk)
-    extra = sorted(p for p in on_disk - set(entries) if p[len(prefix):].split("/")[0] in label_of)
+    extra = sorted(p for p in on_disk - set(entries) if p[len(prefix) :].split("/")[0] in label_of)
     if missing and not allow_missing:
         absent_dirs = [str(d) for d in class_dirs if not d.is_dir()]
         if absent_dirs:
             log.error("%s: class folders absent: %s", dataset, ", ".join(absent_dirs[:5]))
         raise missing_error(dataset, root, missing, f"the split files in {split_dir}/")
     if extra:
-        log.warning("%s: %d video(s) on disk are in no split file (ignored): %s", dataset, len(extra), name_list(extra, 5))
+        log.warning(
+            "%s: %d video(s) on disk are in no split file (ignored): %s", dataset, len(extra), name_list(extra, 5)
+        )
 
     missing_set = set(missing)
     videos = [

@@ -13,7 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from pathlib import Path, PurePosixPath
+import os
+from pathlib import Path
 
 from data_manifests.manifest import ExpectedCounts, Manifest, ManifestError, VideoEntry
 from data_manifests.parsers._common import index_files, require_dir, resolve_expected
@@ -21,8 +22,16 @@ from data_manifests.parsers._common import index_files, require_dir, resolve_exp
 log = logging.getLogger(__name__)
 
 OFFICIAL = ExpectedCounts(classes=400)  # video counts vary with what is still downloadable
-SPLIT_MAP = {"train": "train", "training": "train", "val": "test", "valid": "test", "validate": "test",
-             "validation": "test", "test": "unused", "testing": "unused"}
+SPLIT_MAP = {
+    "train": "train",
+    "training": "train",
+    "val": "test",
+    "valid": "test",
+    "validate": "test",
+    "validation": "test",
+    "test": "unused",
+    "testing": "unused",
+}
 REQUIRED = ("youtube_id", "time_start", "time_end", "split", "label")
 
 
@@ -57,7 +66,7 @@ def parse_kinetics400(
     """Build the Kinetics manifest; missing videos are recorded in `meta["missing"]` (per split)."""
     root = Path(root)
     require_dir(root, f"{dataset} root")
-    rows: list[tuple[str, str, str, Path, int]] = []  # stem, youtube_id, split value, file, line
+    rows: list[tuple[str, str, str, str, int]] = []  # stem, youtube_id, split value, label, line
     labels: set[str] = set()
     unlabelled = 0
     for path in _find_csvs(root, annotation_dir):
@@ -87,7 +96,7 @@ def parse_kinetics400(
 
     by_stem: dict[str, list[str]] = {}
     for rel in index_files(root):
-        by_stem.setdefault(PurePosixPath(rel).stem, []).append(rel)
+        by_stem.setdefault(os.path.splitext(rel.rsplit("/", 1)[-1])[0], []).append(rel)
 
     def pick(stem: str, youtube_id: str, label: str) -> str | None:
         cands = by_stem.get(stem) or by_stem.get(youtube_id) or []
@@ -112,10 +121,16 @@ def parse_kinetics400(
     if n_missing:
         log.warning(
             "%s: %d of %d annotated clips are missing on disk (%s); they are left out",
-            dataset, n_missing, total, ", ".join(f"{k}: {len(v)}" for k, v in sorted(missing.items())),
+            dataset,
+            n_missing,
+            total,
+            ", ".join(f"{k}: {len(v)}" for k, v in sorted(missing.items())),
         )
     manifest = Manifest(
-        dataset, root, classes, list(videos.values()),
+        dataset,
+        root,
+        classes,
+        list(videos.values()),
         meta={"annotated": total, "missing": {k: sorted(v) for k, v in missing.items()}, "unlabelled": unlabelled},
     )
     expected = resolve_expected(expected_counts, OFFICIAL)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path, PurePosixPath
+import os
+from pathlib import Path
 
 from data_manifests.manifest import ExpectedCounts, Manifest, ManifestError, VideoEntry
 from data_manifests.parsers._common import index_files, missing_error, require_dir, resolve_expected
@@ -67,7 +68,7 @@ def parse_ssv2(
 
     by_stem: dict[str, str] = {}
     for rel in index_files(root):
-        by_stem.setdefault(PurePosixPath(rel).stem, rel)
+        by_stem.setdefault(os.path.splitext(rel.rsplit("/", 1)[-1])[0], rel)
 
     videos: list[VideoEntry] = []
     missing: list[str] = []
@@ -83,7 +84,9 @@ def parse_ssv2(
                 raise ManifestError(f"{path}: item {k} lacks 'id' or 'template': {item!r}") from exc
             cls = template_to_class(template)
             if cls not in ids:
-                raise ManifestError(f"{path}: item {k} (id {vid}): template {template!r} -> {cls!r} not in {labels_path.name}")
+                raise ManifestError(
+                    f"{path}: item {k} (id {vid}): template {template!r} -> {cls!r} not in {labels_path.name}"
+                )
             rel = by_stem.get(vid)
             if rel is None:
                 missing.append(f"{vid}.webm")

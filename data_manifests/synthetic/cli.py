@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import resource
 import time
 from pathlib import Path
 
 import click
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the figure that does not depend on load)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 @click.command("synth")
@@ -37,19 +44,22 @@ def synth(out: Path, videos_per_class: int, seed: int, num_classes: int, gop: in
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     t0 = time.perf_counter()
+    cpu0 = _cpu_seconds()
     with click.progressbar(length=total, label="rendering videos", show_pos=True) as bar:
         generate(out, videos_per_class=videos_per_class, seed=seed, num_classes=num_classes, gop=gop,
                  single_iframe=single_iframe, workers=workers, codec=codec, seconds=seconds,
                  progress=lambda done, n: bar.update(1))
     dt = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
     meta = json.loads((out / "synthetic.json").read_text())
     frames = sum(v["frames"] for v in meta["videos"])
     summary = {"videos": total, "classes": num_classes, "frames": frames, "seconds": round(dt, 3),
                "videos_per_s": round(total / dt, 2), "frames_per_s": round(frames / dt, 1), "workers": workers,
+               "cpu_seconds": round(cpu, 2),
                "train": meta["counts"]["train"], "test": meta["counts"]["test"], "out": str(out)}
     click.echo(f"generated {total} videos ({frames} frames, {num_classes} classes, "
                f"{summary['train']} train / {summary['test']} test) in {dt:.1f} s: "
                f"{summary['videos_per_s']:.2f} videos/s, {summary['frames_per_s']:.0f} frames/s "
-               f"with {workers} worker(s) -> {out}")
+               f"with {workers} worker(s), {cpu:.1f} s of CPU -> {out}")
     if json_out is not None:
         json_out.write_text(json.dumps(summary, indent=1) + "\n")

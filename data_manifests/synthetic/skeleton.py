@@ -195,10 +195,10 @@ def clap(t, rng, speed, mirror):
     a = _idle(t, rng)
     w = 2 * np.pi * rng.uniform(1.5, 2.3) * speed
     c = 0.5 - 0.5 * np.cos(w * t + rng.uniform(0, 2 * np.pi))   # 0 = hands together, 1 = apart
-    gap = 0.02 + c * rng.uniform(0.25, 0.35)                       # distance between the wrists
+    gap = 0.06 + c * rng.uniform(0.22, 0.32)    # wrist distance; the hands (drawn past the wrists) touch at 0.06
     a1 = np.deg2rad(rng.uniform(8, 16) + 12 * c)
     # forearm angle that puts each wrist gap/2 from the midline (2-link inverse kinematics in x)
-    x = np.clip((gap / 2 - SHOULDER_W - UPPER_ARM * np.sin(a1)) / FOREARM, -1.0, 1.0)
+    x = np.clip((gap / 2 - 0.97 * SHOULDER_W - UPPER_ARM * np.sin(a1)) / FOREARM, -1.0, 1.0)
     a2 = -np.pi - np.arcsin(x)
     for s in ("l", "r"):
         a[s + "a1"], a[s + "a2"] = a1, a2

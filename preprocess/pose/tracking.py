@@ -4,7 +4,8 @@ Detections come sorted by score per frame, so slot order can swap between frames
 one person's sequence. Detections are linked into tracks by box IoU (or, failing that, centroid
 distance relative to the box size), tolerating gaps of a few frames. The main actor is the track with the
 largest total prominence (score x sqrt(box area), summed over frames: big, confident, long-lived), extended
-by weaker tracks that never overlap it in time (the same person re-detected after a break).
+by weaker tracks that are never seen elsewhere in the frame at the same time as it (the same person
+re-detected after a break, or a duplicate/partial detection of them), for the frames it misses.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ def _affinity(a: np.ndarray, b: np.ndarray, min_iou: float, max_centroid_shift: 
 
 
 def link_tracks(
-    boxes: np.ndarray, *, min_iou: float = 0.1, max_gap: int = 10, max_centroid_shift: float = 0.5
+    boxes: np.ndarray, *, min_iou: float = 0.1, max_gap: int = 10, max_centroid_shift: float = 0.5,
+    recency: float = 0.9,
 ) -> np.ndarray:
     """Track id per detection: (T, P) int32, -1 for empty slots.
 
     Frame by frame, each detection joins the live track (seen within `max_gap` frames) whose last box it
     overlaps most (IoU >= `min_iou`, or a centroid shift below `max_centroid_shift` box sizes); pairs are
-    matched greedily by affinity. Unmatched detections start new tracks.
+    matched greedily by affinity, discounted by `recency` per frame since the track was last seen.
+    Unmatched detections start new tracks.
     """
     boxes = np.asarray(boxes, np.float32)
     t_len, p = boxes.shape[:2]
@@ -51,8 +54,8 @@ def link_tracks(
         for j in dets:
             for k in live:
                 a = _affinity(boxes[t, j, :4], last_box[k], min_iou, max_centroid_shift)
-                if a > 0:
-                    pairs.append((a, j, k))
+                if a > 0:  # prefer the most recently seen track among similar ones
+                    pairs.append((a * recency ** (t - last_t[k] - 1), j, k))
         pairs.sort(key=lambda x: -x[0])
         used_j: set[int] = set()
         used_k: set[int] = set()
@@ -72,6 +75,15 @@ def link_tracks(
             last_box[k] = boxes[t, j, :4].copy()
             last_t[k] = t
     return ids
+
+
+def _same_place(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two boxes of one frame cover the same person: IoU or intersection-over-smaller-box >= 0.5."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return _iou(a, b) >= 0.5 or (smaller > 0 and inter / smaller >= 0.5)
 
 
 def select_main_actor(keypoints: np.ndarray, boxes: np.ndarray, **link_options) -> np.ndarray:
@@ -104,11 +116,12 @@ def select_main_actor(keypoints: np.ndarray, boxes: np.ndarray, **link_options) 
     for t, j in zip(*np.nonzero(ids >= 0)):
         score[ids[t, j]] += prominence[t, j]
         frames_of[ids[t, j]].add(int(t))
-    taken: set[int] = set()
     for k in np.argsort(-score, kind="stable"):
-        if taken and frames_of[k] & taken:
-            continue  # overlaps the chosen actor in time: someone else
-        taken |= frames_of[k]
-        for t in frames_of[k]:
-            out[t] = int(np.nonzero(ids[t] == k)[0][0])
+        slot_k = {t: int(np.nonzero(ids[t] == k)[0][0]) for t in frames_of[k]}
+        shared = [t for t in slot_k if out[t] >= 0]
+        if any(not _same_place(boxes[t, slot_k[t], :4], boxes[t, out[t], :4]) for t in shared):
+            continue  # seen next to the chosen actor at the same time: someone else
+        for t, j in slot_k.items():
+            if out[t] < 0:
+                out[t] = j
     return out

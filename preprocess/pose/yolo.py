@@ -28,6 +28,7 @@ MODEL_NAME = "yolo11n-pose"
 WEIGHTS_FILE = "yolo11n-pose.pt"
 PAD_VALUE = 114  # ultralytics letterbox grey
 STRIDE = 32  # the network's largest stride: input sides must be multiples of it
+EXPORT_RECIPE = "r1"  # bump when the export options change: part of the cache file name
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
@@ -71,7 +72,7 @@ def ensure_onnx(weights: Path | str | None = None, *, imgsz: int = 320, cache: P
     digest = sha256_file(pt)
     out_dir = Path(cache) if cache else cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{pt.stem}-{digest[:16]}-dyn{imgsz}.onnx"
+    target = out_dir / f"{pt.stem}-{digest[:16]}-dyn{imgsz}-{EXPORT_RECIPE}.onnx"
     if target.is_file():
         return target
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
@@ -97,8 +98,25 @@ def _export_with_ultralytics(pt: Path, imgsz: int) -> Path:
         from ultralytics import YOLO
     except ImportError as e:  # pragma: no cover - ultralytics is a project dependency
         raise ImportError("exporting YOLO11n-pose to ONNX needs ultralytics (pip install ultralytics)") from e
-    out = YOLO(str(pt)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False, verbose=False)
-    return Path(out)
+    out = Path(YOLO(str(pt)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False, verbose=False))
+    _make_reproducible(out)
+    return out
+
+
+def _make_reproducible(path: Path) -> None:
+    """Drop the export timestamp from the ONNX metadata (so the same inputs give the same sha256) and check
+    that the model is a COCO-17 pose model."""
+    import onnx
+
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get("task", "pose") != "pose" or meta.get("kpt_shape", "[17, 3]").replace(" ", "") != "[17,3]":
+        raise ValueError(f"{path}: not a COCO-17 pose model (task={meta.get('task')}, kpt_shape={meta.get('kpt_shape')})")
+    kept = [(k, v) for k, v in meta.items() if k != "date"]
+    del model.metadata_props[:]
+    for k, v in kept:
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,12 @@ definition) is written here after Tran et al. 2015 with batch norm, as in VCOP/D
 
 from __future__ import annotations
 
-import logging
 from typing import Callable
 
 import torch
 from torch import nn
 
 from csvr.torchvision_compat import import_torchvision
-
-log = logging.getLogger(__name__)
 
 __all__ = ["Backbone", "BACKBONES", "build_backbone", "register_backbone", "C3D"]
 
@@ -180,9 +177,6 @@ class _ResNet2DTrunk(nn.Module):
 @register_backbone("r2d_10")
 def r2d_10(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
     """2D ResNet-10 (torchvision ResNet, one BasicBlock per stage) for I-frames, features 512-d."""
-    tv = import_torchvision()
-    from torchvision.models.resnet import BasicBlock, ResNet
-
-    net = ResNet(BasicBlock, [1, 1, 1, 1])
-    _ = tv  # torchvision imported through the compat shim above
+    resnet = import_torchvision().models.resnet
+    net = resnet.ResNet(resnet.BasicBlock, [1, 1, 1, 1])
     return _ImageBackbone(_ResNet2DTrunk(net), 512, num_classes, dropout)

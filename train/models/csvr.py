@@ -102,13 +102,24 @@ class CSVRModel(nn.Module):
         """f_s = x* = g^V(pool(V(clip))): (B, 3, T, H, W) -> (B, C)."""
         return self.g_v(self.v_net.forward_pooled(clip))
 
-    def iframe_embedding(self, iframes: torch.Tensor) -> torch.Tensor:
-        """z* = g^I(pool(I(iframe))): (B, K, 3, H, W) -> (B, K, C) (padding frames are embedded too; mask in the loss)."""
+    def iframe_embedding(self, iframes: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """z* = g^I(pool(I(iframe))): (B, K, 3, H, W) -> (B, K, C).
+
+        With ``mask`` (B, K) only valid I-frames go through the I-Network (padding would otherwise
+        enter g^I's batch-norm statistics); padded slots are zeros (the loss masks them anyway).
+        """
         if iframes.dim() != 5:
             raise ValueError(f"iframes must be (B, K, 3, H, W), got {tuple(iframes.shape)}")
         b, k = iframes.shape[:2]
-        pooled = self.i_net.forward_pooled(iframes.flatten(0, 1))
-        return self.g_i(pooled).view(b, k, -1)
+        flat = iframes.flatten(0, 1)
+        if mask is None:
+            return self.g_i(self.i_net.forward_pooled(flat)).view(b, k, -1)
+        if mask.shape != (b, k):
+            raise ValueError(f"iframe mask must be ({b}, {k}), got {tuple(mask.shape)}")
+        idx = mask.reshape(-1).nonzero().squeeze(1)
+        emb = self.g_i(self.i_net.forward_pooled(flat[idx]))
+        out = emb.new_zeros(b * k, emb.shape[-1]).index_copy(0, idx, emb)
+        return out.view(b, k, -1)
 
     def predict_poses(self, pose: torch.Tensor, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """G_p: current poses (B, T, J, 2) -> (future poses (B, T', J, 2), f_d (B, C)) from one encoder pass."""

@@ -69,10 +69,10 @@ class ConcatIntegration(nn.Module):
         return self.proj(torch.cat([f_s, f_d], dim=1))
 
 
-def build_integration(kind: str, dim: int, motion_dim: int | None = None) -> nn.Module:
-    """``"adain"`` (Eqs. 3-5) or ``"concat"`` (Table I ablation)."""
+def build_integration(kind: str, dim: int, motion_dim: int | None = None, gamma_offset: float = 1.0) -> nn.Module:
+    """``"adain"`` (Eqs. 3-5; ``gamma_offset`` see :class:`AdaINIntegration`) or ``"concat"`` (Table I)."""
     if kind == "adain":
-        return AdaINIntegration(dim, motion_dim)
+        return AdaINIntegration(dim, motion_dim, gamma_offset)
     if kind == "concat":
         return ConcatIntegration(dim, motion_dim)
     raise ValueError(f"unknown integration {kind!r}; use 'adain' or 'concat'")

@@ -133,8 +133,14 @@ class PoseDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.out = nn.Linear(hidden, 1)
 
-    def forward(self, future: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-        """future (B, T', J, 2), current (B, T, J, 2) -> critic scores (B,)."""
+    def forward(self, future: torch.Tensor, current: torch.Tensor, future_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """future (B, T', J, 2), current (B, T, J, 2) -> critic scores (B,).
+
+        ``future_mask`` (B, T', J): zero the joints unobserved in the real future before scoring, for real
+        and generated sequences alike, so the critic cannot tell them apart by the estimator's gaps.
+        """
+        if future_mask is not None:
+            future = future * future_mask[..., None].to(future.dtype)
         x = torch.cat([poses_to_channels(current), poses_to_channels(future)], dim=2)
         return self.out(self.net(x).mean(dim=2)).squeeze(1)
 

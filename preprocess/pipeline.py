@@ -125,7 +125,7 @@ def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
 
     Idempotent: a video whose done marker exists is not processed again.
     """
-    from preprocess.video import VideoError, decode_video, native_iframes, reencoded_iframes
+    from preprocess.video import VideoError, decode_video, reencoded_iframes
 
     fs = st.FS(url)
     marker = f"{STAGING}/videos/{index:06d}.json"
@@ -135,10 +135,11 @@ def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
     path = Path(video_path)
     t0 = time.perf_counter()
     try:
+        native = o.iframe_policy == "native"
         dec = decode_video(path, o.frame_size, o.frame_step, o.pose_cap,
-                           keep_source=o.iframe_policy == "reencode")
-        if o.iframe_policy == "native":
-            ifr = native_iframes(path, o.frame_size, pts=dec.pts)
+                           keep_source=not native, collect_iframes=native)
+        if native:
+            ifr = dec.extra["iframes"]  # intra frames met during the full decode (pict_type I)
         else:
             ifr = reencoded_iframes(dec, o.gop, o.frame_size)
         dec.extra.clear()

@@ -79,12 +79,15 @@ def decode_video(
     frame_step: int = 1,
     pose_cap: int = 320,
     keep_source: bool = False,
+    collect_iframes: bool = False,
 ) -> DecodedVideo:
     """Decode every frame of ``path``; keep every ``frame_step``-th resized to ``frame_size`` (H, W).
 
     Also returns the kept frames at source resolution capped to ``pose_cap`` (for pose estimation) and,
     with ``keep_source``, every source frame as a ``av.VideoFrame`` list in ``extra['source']`` (used by
-    the re-encode I-frame policy). Raises :class:`VideoError` with the reason for unusable files.
+    the re-encode I-frame policy). With ``collect_iframes`` the intra-coded frames met during this
+    decode (decoder ``pict_type`` I) are returned as ``extra['iframes']`` (:class:`IFrames`): the
+    ``native`` policy at no extra decoding cost. Raises :class:`VideoError` with the reason for unusable files.
     """
     import av
 
@@ -99,6 +102,8 @@ def decode_video(
         fps = float(rate) if rate else 0.0
         ph, pw = pose_size(height, width, pose_cap) if width and height else (0, 0)
         frames, pose_frames, pts, src_idx, source = [], [], [], [], []
+        i_imgs, i_idx, i_type = [], [], []
+        intra = int(av.video.frame.PictureType.I)
         i = 0
         try:
             for frame in container.decode(stream):
@@ -110,6 +115,11 @@ def decode_video(
                     frames.append(frame.to_ndarray(width=W, height=H, format="rgb24"))
                     pose_frames.append(frame.to_ndarray(width=pw, height=ph, format="rgb24"))
                     src_idx.append(i)
+                if collect_iframes and int(frame.pict_type) == intra:
+                    i_imgs.append(frames[-1] if i % frame_step == 0
+                                  else frame.to_ndarray(width=W, height=H, format="rgb24"))
+                    i_idx.append(i)
+                    i_type.append(intra)
                 if keep_source:
                     source.append(frame.to_ndarray(format="yuv420p"))
                 i += 1
@@ -126,6 +136,13 @@ def decode_video(
             raise VideoError(f"truncated: decoded {i} of the {expected} frames the container declares")
         if fps <= 0:
             fps = 0.0
+        extra: dict = {}
+        if keep_source:
+            extra["source"] = source
+        if collect_iframes:
+            extra["iframes"] = IFrames(
+                np.stack(i_imgs) if i_imgs else np.zeros((0, H, W, 3), np.uint8),
+                np.asarray(i_idx, dtype=np.int32), np.asarray(i_type, dtype=np.uint8))
         return DecodedVideo(
             frames=np.stack(frames),
             pose_frames=np.stack(pose_frames),
@@ -136,7 +153,7 @@ def decode_video(
             height=height,
             source_frames=i,
             codec=cc.name,
-            extra={"source": source} if keep_source else {},
+            extra=extra,
         )
     finally:
         container.close()

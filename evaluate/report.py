@@ -107,6 +107,14 @@ def log_series(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, tupl
     """
     acc: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
     for rec in records:
+        if "event" in rec:
+            # event records (e.g. {"event": "non_finite_loss", "term": "loss/pose_l2", "value": "nan"})
+            # mark their term at that step, so the blow-up shows on the right panel
+            if isinstance(rec.get("term"), str):
+                steps, vals = acc.setdefault(rec["term"], {}).setdefault(rec["stage"], ([], []))
+                steps.append(rec["step"])
+                vals.append(_as_float(rec.get("value")))
+            continue
         for key, val in rec.items():
             if isinstance(val, str) and val.strip().lower() in NONFINITE_STRINGS:
                 val = float(val.strip().lower().replace("infinity", "inf"))  # the trainer writes NaN/Inf as strings
@@ -116,6 +124,13 @@ def log_series(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, tupl
             steps.append(rec["step"])
             vals.append(float(val))
     return {k: {s: (np.asarray(st), np.asarray(v)) for s, (st, v) in d.items()} for k, d in acc.items()}
+
+
+def _as_float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _smooth(v: np.ndarray, n: int) -> np.ndarray:
@@ -151,11 +166,13 @@ def plot_training_curves(
         if rec["stage"] not in stages:
             stages.append(rec["stage"])
     # x offset per stage: stages laid end to end.
-    offset, start = {}, 0
+    offset: dict[str, int] = {}
+    start = min(r["step"] for r in records if r["stage"] == stages[0])  # the first stage keeps its steps
     for s in stages:
         steps = [r["step"] for r in records if r["stage"] == s]
         offset[s] = start - min(steps)
         start = start + (max(steps) - min(steps)) + 1
+    x_lo = min(r["step"] for r in records if r["stage"] == stages[0])
     plt = _plt()
     ncol = min(3, len(keys))
     nrow = math.ceil(len(keys) / ncol)
@@ -173,13 +190,14 @@ def plot_training_curves(
                     marker="o" if len(y) < 3 else None, ms=4)
             bad = ~np.isfinite(y)
             if bad.any():
-                ax.scatter(x[bad], np.zeros(bad.sum()), marker="x", color="red", zorder=5, label=f"{stage}: non-finite")
+                ax.scatter(x[bad], np.full(bad.sum(), 0.04), marker="x", s=60, color="red", zorder=5,
+                           transform=ax.get_xaxis_transform(), label=f"{stage}: non-finite")
         for s in stages[1:]:
             ax.axvline(offset[s] + min(r["step"] for r in records if r["stage"] == s), color="grey", ls="--", lw=0.8)
         finite = np.concatenate([v[np.isfinite(v)] for _, v in series[key].values()] or [np.array([])])
         if key == "lr" or (finite.size and finite.min() > 0 and finite.max() / max(finite.min(), 1e-30) > 100):
             ax.set_yscale("log")
-        ax.set_xlim(-0.5, max(start - 0.5, 0.5))  # every panel spans all stages, so they line up
+        ax.set_xlim(x_lo - 0.5, max(start - 0.5, x_lo + 0.5))  # every panel spans all stages, so they line up
         ax.set_title(key, fontsize=11)
         ax.set_xlabel("step (stages in order)")
         ax.grid(alpha=0.3)
@@ -345,7 +363,8 @@ def plot_retrieval_examples(
     sims = None if neighbour_sims is None else as_numpy(neighbour_sims)
     rows, k = n.shape[:2]
     plt = _plt()
-    fig, axes = plt.subplots(rows, k + 1, figsize=(2.1 * (k + 1), 2.45 * rows + 0.5), squeeze=False)
+    aspect = q.shape[1] / max(q.shape[2], 1)  # frame height / width
+    fig, axes = plt.subplots(rows, k + 1, figsize=(2.1 * (k + 1), (2.1 * aspect + 0.55) * rows + 0.5), squeeze=False)
     for r in range(rows):
         panels = [(q[r], ql[r], "query", None)] + [(n[r, j], nl[r, j], f"#{j + 1}", j) for j in range(k)]
         for c, (img, lab, tag, j) in enumerate(panels):

@@ -9,7 +9,6 @@ the lead connects them, `load_model_callables` raises `SeamNotConnected` naming 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -116,11 +115,3 @@ def load_model_callables(
         "model construction and checkpoint layout of train/ (issue 6). Use `csvr evaluate report` "
         "on a run folder that already has metrics.json, or `csvr evaluate retrieval` on a features file."
     )
-
-
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file with an error naming it."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read JSON ({e})") from e

@@ -94,6 +94,54 @@ def bench_compressors(frames: np.ndarray) -> dict:
     return {"chunk": [32, *frames.shape[1:]], "chunks": len(chunks), "codecs": out}
 
 
+def bench_chunks(frames: np.ndarray, workdir: Path, samples: int = 100) -> dict:
+    """Random training-pattern reads (16+16 frames at stride 4 = 32 frames over 128) via zarr,
+    for frame-chunk sizes and codecs; the raw page-cached memmap read of the same frames as a ceiling."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    from preprocess.store import compressor
+
+    frames = frames[: (len(frames) // 32) * 32]
+    if len(frames) < 160:
+        return {"skipped": f"only {len(frames)} frames"}
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, len(frames) - 128, samples)
+    out: dict[str, Any] = {"frames": len(frames), "samples": samples, "pattern": "a[s:s+128:4]"}
+    configs = [("lz4", 1), ("lz4", 8), ("lz4", 32), ("lz4-bitshuffle", 32), ("zstd", 32)]
+    for codec, ch in configs:
+        path = workdir / f"chunks-{codec}-{ch}.zarr"
+        g = zarr.open_group(str(path), mode="w")
+        a = g.create_array("f", shape=frames.shape, dtype="uint8", chunks=(ch, *frames.shape[1:]),
+                           shards=(len(frames), *frames.shape[1:]), compressors=compressor(codec))
+        a[:] = frames
+        from preprocess.store import FS
+
+        disk = FS(str(path)).du("f")
+        a = zarr.open_group(str(path), mode="r")["f"]
+        for s0 in starts[:5]:
+            a[s0:s0 + 128:4]
+        t = time.perf_counter()
+        for s0 in starts:
+            a[s0:s0 + 128:4]
+        dt = time.perf_counter() - t
+        out[f"{codec}/chunk{ch}"] = {"samples_per_s": round(samples / dt, 1),
+                                     "ratio": round(frames.nbytes / disk, 3)}
+        shutil.rmtree(path, ignore_errors=True)
+    raw = workdir / "raw.npy"
+    mm = np.lib.format.open_memmap(str(raw), mode="w+", dtype=np.uint8, shape=frames.shape)
+    mm[:] = frames
+    mm.flush()
+    del mm
+    mm = np.load(str(raw), mmap_mode="r")
+    t = time.perf_counter()
+    for s0 in starts:
+        np.array(mm[s0:s0 + 128:4])
+    out["raw_memmap"] = {"samples_per_s": round(samples / (time.perf_counter() - t), 1)}
+    raw.unlink()
+    return out
+
+
 def bench_parts(paths: list[Path], codec: str = "lz4") -> dict:
     """The unavoidable parts of the pipeline measured alone: decode+resize, pose, compression."""
     from numcodecs import Blosc
@@ -173,6 +221,7 @@ def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, vid
     from preprocess.video import decode_video
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().level))
     res: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}}
     tmp = Path(tempfile.mkdtemp(prefix="csvr-bench-"))
     try:
@@ -209,6 +258,10 @@ def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, vid
             click.echo(f"compressor {k:24s} ratio {v['ratio']:6.2f}  enc {v['encode_MBps']:7.1f} MB/s  "
                        f"dec {v['decode_MBps']:7.1f} MB/s")
 
+        if real:
+            big = np.concatenate([decode_video(p, (128, 171), 1, 320).frames for p in real])[:1024]
+            res["chunk_reads"] = bench_chunks(big, tmp)
+            click.echo(f"chunked reads: {res['chunk_reads']}")
         res["parts"] = bench_parts(paths)
         click.echo(f"parts alone: {res['parts']}")
         res["cluster_startup_s"] = {"1": round(_cluster_startup(1), 2)}
@@ -221,6 +274,12 @@ def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, vid
             (p1["wall_s"] - res["cluster_startup_s"]["1"]) / res["parts"]["sum_s"], 3)
         click.echo(f"pipeline / sum of parts: {res['pipeline_over_parts']} "
                    f"(excluding cluster start-up: {res['pipeline_over_parts_excl_startup']})")
+        other = "native" if policy == "reencode" else "reencode"
+        res[f"pipeline_1_{other}"] = bench_pipeline(manifest, tmp, 1, other)
+        res[f"pipeline_over_parts_{other}"] = round(
+            (res[f"pipeline_1_{other}"]["wall_s"] - res["cluster_startup_s"]["1"]) / res["parts"]["sum_s"], 3)
+        click.echo(f"pipeline 1 worker ({other}): {res[f'pipeline_1_{other}']['videos_per_s']} videos/s; "
+                   f"/ parts (excl. start-up) {res[f'pipeline_over_parts_{other}']}")
         if not skip_scaling:
             res["cluster_startup_s"]["2"] = round(_cluster_startup(2), 2)
             res["pipeline_2"] = bench_pipeline(manifest, tmp, 2, policy)

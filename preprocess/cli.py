@@ -56,6 +56,7 @@ def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str 
     from preprocess.pipeline import preprocess_dataset
     from preprocess.schema import StoreError
 
+    logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().level))
     frame_size = parse_size(size)
     pose_options = {}
     for item in pose_option:

@@ -22,7 +22,9 @@ def write_video(path: Path, frames: int = 30, size: tuple[int, int] = (64, 48), 
         s = out.add_stream(codec, rate=Fraction(25))
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
         s.codec_context.gop_size = gop
-        s.codec_context.options = {"sc_threshold": "1000000000", "bf": "0"}
+        s.codec_context.options = (
+            {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0"} if codec == "libx264"
+            else {"sc_threshold": "1000000000", "bf": "0"})
         bg = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
         for t in range(frames):
             img = bg.copy()

@@ -306,3 +306,25 @@ def test_evaluate_run_pretrain_only_has_no_recognition(tmp_path):
     with pytest.raises(KeyError, match="lacks key 'video_index'"):
         evaluate_run(tmp_path / "p", EvalComponents(test_batches=lambda: [{"clip": clips, "label": batch["label"]}],
                                                     features=lambda x: x), ["a", "b"])
+
+
+TRAINER_LOG = """\
+{"step": 1, "stage": "pose", "epoch": 0, "loss/pose_d": -0.0032, "loss/pose_g": -0.076, "loss/pose_gp": 0.987, "loss/pose_l2": 12.62, "grad_norm/pose_gen": 57.6, "lr": 0.0019, "samples_per_s": 36.4, "data_wait_frac": 0.19, "step_s": 0.11, "time": 1795415829.43}
+{"step": 2, "stage": "pose", "epoch": 0, "loss/pose_d": -0.0024, "loss/pose_g": -0.075, "loss/pose_gp": 0.986, "loss/pose_l2": 11.50, "grad_norm/pose_gen": 77.9, "lr": 0.0015, "samples_per_s": 98.2, "data_wait_frac": 0.57, "step_s": 0.04, "time": 1795415829.47}
+{"step": 3, "stage": "pose", "event": "non_finite_loss", "term": "loss/pose_l2", "value": "nan", "time": 1795415829.73}
+"""
+
+
+def test_trainer_log_format_with_non_finite_event(tmp_path):
+    """A log exactly as train.metrics_log writes it, ending with a non-finite-loss event."""
+    from evaluate.report import log_series
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "log.jsonl").write_text(TRAINER_LOG)
+    series = log_series(read_jsonl_log(run / "log.jsonl"))
+    steps, vals = series["loss/pose_l2"]["pose"]
+    assert steps.tolist() == [1, 2, 3] and vals[:2].tolist() == [12.62, 11.50] and np.isnan(vals[2])
+    assert "value" not in series and "term" not in series and "time" not in series
+    written = build_report(run)
+    assert {"curves_log", "stats_log", "report"} <= set(written)

@@ -195,3 +195,17 @@ def test_real_clip_frames_have_a_person(est, real_clips):
     out = est.estimate(frames, idx, real_clips / "ps7" / "PS7A1P1T1.avi")
     assert out.person_present[:, 0].all()
     assert (out.keypoints[:, 0, :, 2] > 0).sum(1).min() >= 8
+
+
+def test_real_two_person_clip_main_actor_is_stable(est, real_clips):
+    from preprocess.pose.quality import read_frames
+    from preprocess.pose.tracking import select_main_actor
+
+    clip = real_clips / "multi-person" / "pres_debate.avi"
+    frames, idx = read_frames(clip, max_frames=12, step=4)
+    out = est.estimate(frames, idx, clip)
+    assert (out.person_present.sum(1) == 2).mean() >= 0.5  # two debaters seen in most frames
+    main = select_main_actor(out.keypoints, out.boxes)
+    assert (main >= 0).all()
+    cx = (out.boxes[np.arange(len(main)), main, 0] + out.boxes[np.arange(len(main)), main, 2]) / 2
+    assert np.abs(np.diff(cx)).max() < 0.1  # never jumps to the other person

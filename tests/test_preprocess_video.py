@@ -78,3 +78,27 @@ def test_bad_files(tmp_path):
         decode_video(t)
     with pytest.raises(VideoError, match="not a file"):
         decode_video(tmp_path / "missing.avi")
+
+
+@pytest.mark.parametrize("codec", ["mpeg4", "libx264"])
+def test_fast_native_extraction_equals_decode_pict_types(tmp_path, codec):
+    """The packet-filtered skip_frame path finds exactly the frames the full decode reports as I."""
+    p = tmp_path / f"c_{codec}.mkv"
+    write_video(p, frames=40, size=(64, 48), gop=7, codec=codec)
+    d = decode_video(p, frame_size=(32, 40), frame_step=2, collect_iframes=True)
+    full = d.extra["iframes"]
+    fast = native_iframes(p, (32, 40), pts=d.pts)
+    assert full.source_index.tolist() == fast.source_index.tolist()
+    assert full.source_index.tolist()[:3] == [0, 7, 14]
+    assert np.array_equal(full.images, fast.images)
+    # odd I-frame positions (not kept with frame_step=2) still get their image
+    assert full.images.shape == (len(full.source_index), 32, 40, 3)
+
+
+def test_may_be_intra_mpeg4_headers():
+    from preprocess.video import may_be_intra
+
+    assert may_be_intra("mpeg4", b"\x00\x00\x01\xb6\x10rest", False)  # coding type 00 = I
+    assert not may_be_intra("mpeg4", b"\x00\x00\x01\xb6\x50rest", False)  # 01 = P
+    assert may_be_intra("mpeg4", b"\x00\x00\x01\xb6\x50rest", True)  # key flag wins
+    assert may_be_intra("vp9", b"anything", False)  # unknown codec: let the decoder filter

@@ -214,7 +214,7 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                    f"({res['clips']} clips in {res['seconds']:.2f} s)")
 
     for mode in read_modes:
-        r = StoreReader(store, read_mode=mode)
+        r = StoreReader(store, read_mode="auto", direct=False) if mode == "zarr" else StoreReader(store, read_mode=mode)
         name = "store" if mode == read_modes[0] else f"store_{mode}"
         record(name, time_loader(StoreBench(r, videos, spec, crop), workers=workers, batch_size=batch_size,
                                  batches=batches), read_mode=mode)
@@ -283,8 +283,10 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
               help="Dataset root of the source videos (default: the root recorded in the store).")
 @click.option("--skip-pyav", is_flag=True, help="Leave out the PyAV row (no source videos at hand).")
 @click.option("--full-sample", is_flag=True, help="Also time the full CSVR sample (future clip, poses, I-frames).")
-@click.option("--read-mode", "read_modes", multiple=True, type=click.Choice(["auto", "range", "index"]),
-              default=("auto",), show_default=True, help="Store read strategy; repeat to compare (first is headline).")
+@click.option("--read-mode", "read_modes", multiple=True, type=click.Choice(["auto", "range", "index", "zarr"]),
+              default=("auto",), show_default=True,
+              help="Store read strategy (zarr = auto through zarr-python, no direct chunk reads); repeat to "
+                   "compare, the first is the headline row.")
 @click.option("--gpu-clips-per-s", type=float, default=100.0, show_default=True,
               help="Training speed of one GPU, for the GPUs-fed estimate.")
 @click.option("--raw-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -1,0 +1,77 @@
+"""Fine-tuning: beats chance on the synthetic store; checkpoints that do not fit a variant are refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from train import checkpoint as ckpt
+from train.config import ConfigError, FinetuneConfig, PretrainConfig, load_config
+from train.finetune import DownstreamNet, finetune
+from train.pretrain import pretrain
+from train_testdata import FAST, TINY_FINETUNE, TINY_PRETRAIN, stage_list, train_store  # noqa: F401
+
+FT_FAST = ("batch_size=4", "data.frames=4", "data.crop=32", "data.num_workers=0", "run.threads=1",
+           "run.tensorboard=false", "eval_clips_per_video=2")
+
+
+@pytest.fixture(scope="module")
+def pose_ckpt(train_store, tmp_path_factory):
+    """A pretraining run with only the pose stage (what the fd variant needs)."""
+    torch.set_num_threads(1)
+    cfg = load_config(PretrainConfig, TINY_PRETRAIN, FAST + tuple(stage_list(pose=3)))
+    return pretrain(cfg, train_store, tmp_path_factory.mktemp("pre") / "run")
+
+
+def test_pose_feature_finetune_beats_chance(train_store, pose_ckpt, tmp_path):
+    cfg = load_config(FinetuneConfig, TINY_FINETUNE,
+                      FT_FAST + ("variant=fd", "epochs=12", "batch_size=2", "data.frames=8", "optim.lr_per_sample=0.02", "dropout=0.0"))
+    result = finetune(cfg, train_store, tmp_path / "ft", pretrained=pose_ckpt)
+    chance = 1 / result["num_classes"]
+    assert result["num_classes"] == 4
+    assert result["best_top1"] >= 2 * chance, result          # clearly above chance (0.25)
+    evals = [json.loads(x) for x in (tmp_path / "ft" / "log.jsonl").read_text().splitlines()]
+    evals = [e for e in evals if e["stage"] == "eval"]
+    assert len(evals) == 12 and all(e["eval_clips"] == 16 for e in evals)  # 8 test videos x 2 clips
+    best = torch.load(tmp_path / "ft" / "checkpoints" / "best.pt", weights_only=True)
+    last = torch.load(tmp_path / "ft" / "checkpoints" / "last.pt", weights_only=True)
+    assert best["progress"]["top1"] == pytest.approx(result["best_top1"])
+    assert last["progress"]["epoch"] == 12 and last["optimizer"] is not None
+    net = DownstreamNet(load_config(PretrainConfig, TINY_PRETRAIN, FAST).model, "fd", 4, 0.0)
+    net.load_state_dict(best["model"])  # the best checkpoint rebuilds the network
+
+
+def test_checkpoint_that_does_not_fit_the_variant_is_refused(train_store, pose_ckpt, tmp_path):
+    base = FT_FAST + ("epochs=1",)
+    cfg = load_config(FinetuneConfig, TINY_FINETUNE, base + ("variant=fi",))
+    with pytest.raises(ckpt.CheckpointError, match=r"does not fit variant 'fi': it has no trained weights for "
+                                                    r"\['vnet', 'head_v', 'motion_align', 'integration'\]"):
+        finetune(cfg, train_store, tmp_path / "a", pretrained=pose_ckpt)
+    cfg = load_config(FinetuneConfig, TINY_FINETUNE, base + ("variant=fs", "model.backbone=r2plus1d_18"))
+    with pytest.raises(ckpt.CheckpointError, match="pretrained with backbone 'r3d_18' but the fine-tuning config"):
+        finetune(cfg, train_store, tmp_path / "b", pretrained=pose_ckpt)
+    cfg = load_config(FinetuneConfig, TINY_FINETUNE, base + ("variant=scratch",))
+    with pytest.raises(ConfigError, match="do not pass --pretrained"):
+        finetune(cfg, train_store, tmp_path / "c", pretrained=pose_ckpt)
+    cfg = load_config(FinetuneConfig, TINY_FINETUNE, base + ("variant=fd",))
+    with pytest.raises(ConfigError, match="needs --pretrained"):
+        finetune(cfg, train_store, tmp_path / "d")
+    # a fine-tuning checkpoint is not a pretraining checkpoint
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weights": torch.zeros(1)}, bogus)
+    with pytest.raises(ckpt.CheckpointError, match="not a csvr-checkpoint/1 checkpoint"):
+        finetune(load_config(FinetuneConfig, TINY_FINETUNE, base + ("variant=fd",)), train_store, tmp_path / "e",
+                 pretrained=bogus)
+
+
+def test_allow_random_lets_fi_start_integration_from_scratch(train_store, pose_ckpt, tmp_path):
+    """Table I's f_i without the video branch: explicitly allowed random groups are accepted."""
+    cfg = load_config(FinetuneConfig, TINY_FINETUNE, FT_FAST + (
+        "variant=fi", "epochs=1", "steps_per_epoch=1", "max_eval_videos=2",
+        "allow_random=[vnet, head_v, motion_align, integration]"))
+    result = finetune(cfg, train_store, tmp_path / "f", pretrained=pose_ckpt)
+    saved = (tmp_path / "f" / "config.yaml").read_text()
+    assert "loaded_groups:\n  - pose_gen" in saved
+    assert 0.0 <= result["last_top1"] <= 1.0

@@ -174,12 +174,13 @@ def extract_video_features(
     batches: Iterable[Mapping[str, Any]],
     split: str,
     video_ids: Mapping[int, str] | None = None,
-    input_key: str = "clip",
+    input_key: str | None = "clip",
 ) -> FeatureSet:
     """Run `feature_fn` over clip batches and average the clip features of each video.
 
     Each batch is a mapping with `input_key` (the model input), `label` (B,) and `video_index` (B,)
-    -- the keys of the contract's eval dataset after `ClipAugment(train=False)`. `video_ids` maps a
+    -- the keys of the contract's eval dataset after `ClipAugment(train=False)`; with
+    `input_key=None` the whole batch is passed (models that also read `pose`). `video_ids` maps a
     video index to its string id (the store's `videos/id`); without it the index is used. Runs under
     `torch.no_grad()` when torch is importable.
     """
@@ -194,10 +195,10 @@ def extract_video_features(
     feats, labels, vidx = [], [], []
     with ctx:
         for i, batch in enumerate(batches):
-            for key in (input_key, "label", "video_index"):
+            for key in ("label", "video_index") + ((input_key,) if input_key is not None else ()):
                 if key not in batch:
                     raise KeyError(f"batch {i} lacks key {key!r} (has {sorted(batch)})")
-            out = as_numpy(feature_fn(batch[input_key]))
+            out = as_numpy(feature_fn(batch if input_key is None else batch[input_key]))
             if out.ndim != 2 or len(out) != len(as_numpy(batch["label"])):
                 raise ValueError(f"feature_fn returned shape {out.shape} for a batch of {len(as_numpy(batch['label']))}")
             feats.append(out.astype(np.float32))

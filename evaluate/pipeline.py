@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 Batches = Callable[[], Iterable[Mapping[str, Any]]]
 """A zero-argument factory returning a fresh iterable of eval batches (the contract's eval dataset
-after `ClipAugment(train=False)`): keys `clip` (model input), `label` (B,), `video_index` (B,), plus
-whatever the pretext callable needs (`pose`, `future_pose`, `*_mask`, `iframes`, `iframe_mask`, ...)."""
+after `ClipAugment(train=False)`): keys `clip`, `label` (B,), `video_index` (B,), plus whatever the
+model callables need (`pose`, `future_pose`, `*_mask`, `iframes`, `iframe_mask`, ...). `classify`,
+`features` and `pretext` all receive the whole batch (the downstream model also reads `pose`)."""
 
 
 @dataclass
@@ -34,8 +35,8 @@ class EvalComponents:
 
     test_batches: Batches  # clips of the test split (10 per video, centre crop)
     train_batches: Batches | None = None  # clips of the train split (retrieval gallery)
-    classify: Callable[[Any], Any] | None = None  # fine-tuned model: clips -> logits (B, C)
-    features: Callable[[Any], Any] | None = None  # pretrained V-network: clips -> pooled features (B, D)
+    classify: Callable[[Mapping[str, Any]], Any] | None = None  # fine-tuned model: batch -> logits (B, C)
+    features: Callable[[Mapping[str, Any]], Any] | None = None  # pretrained V-network: batch -> features (B, D)
     pretext: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None  # batch -> pretext outputs (PRETEXT_KEYS)
     video_frame: Callable[[str, int], np.ndarray] | None = None  # (split, video_index) -> one (H, W, 3) uint8 frame
     video_ids: Mapping[int, str] | None = None  # video_index -> store id
@@ -210,9 +211,9 @@ def _test_pass(
             acc["labels"].append(M.as_numpy(batch["label"]).astype(np.int64))
             acc["vidx"].append(M.as_numpy(batch["video_index"]).astype(np.int64))
             if comps.classify is not None:
-                acc["scores"].append(M.as_numpy(comps.classify(batch["clip"])).astype(np.float32))
+                acc["scores"].append(M.as_numpy(comps.classify(batch)).astype(np.float32))
             if comps.features is not None:
-                acc["feats"].append(M.as_numpy(comps.features(batch["clip"])).astype(np.float32))
+                acc["feats"].append(M.as_numpy(comps.features(batch)).astype(np.float32))
             if comps.pretext is not None and (max_pretext_batches is None or i < max_pretext_batches):
                 out = {k: M.as_numpy(v) for k, v in comps.pretext(batch).items() if v is not None}
                 out.setdefault("video_index", acc["vidx"][-1])
@@ -257,7 +258,7 @@ def evaluate_run(
     if acc["feats"] and comps.train_batches is not None:
         queries = extract_video_features(lambda x: x, [{"clip": np.concatenate(acc["feats"]), "label": labels,
                                                         "video_index": vidx}], "test", comps.video_ids)
-        gallery = extract_video_features(comps.features, comps.train_batches(), "train", comps.video_ids)
+        gallery = extract_video_features(comps.features, comps.train_batches(), "train", comps.video_ids, input_key=None)
         written["features"] = write_features(run_dir / "eval" / "features.h5", [gallery, queries],
                                              {**comps.attrs, **(run_info or {})})
         metrics["retrieval"] = retrieval_metrics(gallery, queries, ks)

@@ -268,7 +268,9 @@ def plot_per_class_accuracy(
     plt = _plt()
     variants = list(per_class)
     width = 0.8 / max(1, len(variants))
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(ordered) * max(1, len(variants)) ** 0.5 + 2), 4.6))
+    many = len(ordered) > 30  # e.g. UCF101's 101 classes: narrower bars, smaller labels, capped width
+    width_in = min(max(7.0, 0.55 * len(ordered) * max(1, len(variants)) ** 0.5 + 2), 32.0)
+    fig, ax = plt.subplots(figsize=(width_in, 5.2 if many else 4.6))
     x = np.arange(len(ordered))
     cmap = plt.get_cmap("Set2")
     for vi, name in enumerate(variants):
@@ -276,7 +278,7 @@ def plot_per_class_accuracy(
         ax.bar(x + (vi - (len(variants) - 1) / 2) * width, 100 * vals, width, label=name, color=cmap(vi % 8),
                edgecolor="black", linewidth=0.4)
     ax.set_xticks(x)
-    ax.set_xticklabels(ordered, rotation=45, ha="right", fontsize=9)
+    ax.set_xticklabels(ordered, rotation=90 if many else 45, ha="center" if many else "right", fontsize=6 if many else 9)
     for tick, c in zip(ax.get_xticklabels(), ordered):
         tick.set_color(GROUP_COLOURS.get(groups.get(c, "") if groups else "", "#111111"))
     pos = 0
@@ -303,13 +305,15 @@ def plot_confusion_matrix(cm: Any, classes: Sequence[str], out: str | Path, titl
         raise ValueError(f"confusion matrix {cm.shape} does not fit {len(classes)} classes")
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     plt = _plt()
-    size = max(4.5, 0.45 * len(classes) + 2.5)
+    size = min(max(4.5, 0.45 * len(classes) + 2.5), 26.0)
+    tick_fs = 8 if len(classes) <= 30 else 5
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)))
     ax.set_yticks(range(len(classes)))
-    ax.set_xticklabels(classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticklabels(classes, fontsize=8)
+    ax.set_xticklabels(classes, rotation=45 if len(classes) <= 30 else 90, ha="right" if len(classes) <= 30 else "center",
+                       fontsize=tick_fs)
+    ax.set_yticklabels(classes, fontsize=tick_fs)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if len(classes) <= 30:

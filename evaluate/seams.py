@@ -105,8 +105,10 @@ def load_model_callables(
 ) -> dict[str, Callable[..., Any] | None]:
     """SEAM (issue 6): build the evaluation callables from checkpoints.
 
-    Must return {"classify": clips -> logits (fine-tuned model from `finetune_run`),
-                 "features": clips -> pooled V-network features (pretrained, from `pretrain_run`),
+    Must return {"classify": batch -> logits (B, C) (fine-tuned model from `finetune_run`; e.g.
+                              `DownstreamNet(batch["clip"], batch["pose"])`),
+                 "features": batch -> pooled V-network features (B, D) (pretrained, from `pretrain_run`;
+                              e.g. `CSVRModel.vnet.forward_pooled(batch["clip"])`),
                  "pretext": batch -> dict with `evaluate.pipeline.PRETEXT_KEYS` (pretrained model)},
     any of them None when its run is not given. See docs/evaluation.md, "Connecting the trainer".
     """

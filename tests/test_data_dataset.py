@@ -111,6 +111,7 @@ def test_eval_clips_deterministic_and_spread(store):
     assert ds[3]["frame_indices"].tolist() == ds[3]["frame_indices"].tolist()
 
 
+@pytest.mark.filterwarnings("ignore:.*pin_memory")
 def test_dataloader_workers_persistent_pinned(store):
     ds = ClipDataset(store, split="train", spec=ClipSpec(frames=4, future_frames=4, max_iframes=2))
     sampler = ShardLocalSampler(ds, num_replicas=1, rank=0, seed=3)

@@ -30,7 +30,8 @@ def test_pipeline_on_synthetic_store(synthetic_store, synthetic_root, tmp_path):
     assert batch["clip"].shape[1:] == (3, 8, 112, 112) and batch["clip"].dtype == torch.float32
 
     # toy "model": per-channel mean and std of the clip (colour statistics separate the scenes)
-    def feats(x: torch.Tensor) -> torch.Tensor:
+    def feats(batch) -> torch.Tensor:
+        x = batch["clip"]
         return torch.cat([x.mean(dim=(2, 3, 4)), x.std(dim=(2, 3, 4))], dim=1)
 
     comps = EvalComponents(test_batches=test, train_batches=train, features=feats,

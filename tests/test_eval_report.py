@@ -226,17 +226,17 @@ def test_evaluate_run_end_to_end_with_fake_model(tmp_path):
             yield {"clip": torch.stack(clips), "label": torch.tensor(labels), "video_index": torch.tensor(vidx)}
         return gen
 
-    feats = lambda x: x.amax(dim=(1, 2, 3))  # noqa: E731  (B, 3): the brightest colour of the clip
-    classify = lambda x: feats(x) * 10  # noqa: E731  logits: channel order == class order
+    feats = lambda b: b["clip"].amax(dim=(1, 2, 3))  # noqa: E731  (B, 3): the brightest colour of the clip
+    classify = lambda b: feats(b) * 10  # noqa: E731  logits: channel order == class order
 
     def pretext(batch):
         b = len(batch["label"])
-        emb = feats(batch["clip"])
+        emb = feats(batch)
         pose = torch.zeros(b, 4, 17, 2)
         return {"video_emb": emb, "iframe_emb": emb + 0.01, "pose_pred": pose + 0.1, "pose_target": pose,
                 "pose_mask": torch.ones(b, 4, 17, dtype=torch.bool), "pose_observed": pose,
                 "real": batch["clip"][:, :, :16, :16], "reconstructed": batch["clip"][:, :, :16, :16] * 0.9,
-                "generated_logits": classify(batch["clip"]), "real_logits": classify(batch["clip"])}
+                "generated_logits": classify(batch), "real_logits": classify(batch)}
 
     calls = {"test": 0}
     test_gen = batches("test")
@@ -297,7 +297,7 @@ def test_evaluate_run_pretrain_only_has_no_recognition(tmp_path):
     clips = torch.rand(4, 4, 16, 16, 3)
     batch = {"clip": clips, "label": torch.tensor([0, 0, 1, 1]), "video_index": torch.tensor([0, 0, 1, 1])}
     comps = EvalComponents(test_batches=lambda: [batch], train_batches=lambda: [batch],
-                           features=lambda x: x.mean(dim=(1, 2, 3)))
+                           features=lambda b: b["clip"].mean(dim=(1, 2, 3)))
     written = evaluate_run(tmp_path / "o", comps, ["a", "b"])
     m = load_metrics(written["metrics"])
     assert "recognition" not in m and "pretext" not in m
@@ -305,7 +305,7 @@ def test_evaluate_run_pretrain_only_has_no_recognition(tmp_path):
     assert "## Video retrieval" in written["report"].read_text()
     with pytest.raises(KeyError, match="lacks key 'video_index'"):
         evaluate_run(tmp_path / "p", EvalComponents(test_batches=lambda: [{"clip": clips, "label": batch["label"]}],
-                                                    features=lambda x: x), ["a", "b"])
+                                                    features=lambda b: b["clip"]), ["a", "b"])
 
 
 TRAINER_LOG = """\

@@ -25,14 +25,14 @@ FAST = (
 
 @pytest.fixture(scope="session")
 def train_store(tmp_path_factory) -> Path:
-    """A complete csvr-store/1 store of a 4-class synthetic dataset (8 train / 8 test videos)."""
+    """A complete csvr-store/1 store of a 4-class synthetic dataset (16 train / 8 test videos)."""
     from data_manifests import build_manifest
     from data_manifests.synthetic import generate
     from preprocess.pipeline import preprocess_dataset
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("train_synth") / "data"
-    generate(root, videos_per_class=4, seed=0, num_classes=4, seconds=(1.6, 2.0), size=(96, 128))
+    generate(root, videos_per_class=6, seed=0, num_classes=4, seconds=(2.0, 2.5), size=(96, 128))
     store = tmp_path_factory.mktemp("train_stores") / "synthetic.zarr"
     preprocess_dataset(build_manifest("synthetic", root=root), store, pose="groundtruth", workers=1,
                        frame_size=(48, 64))

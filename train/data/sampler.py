@@ -82,14 +82,13 @@ class ShardLocalSampler(Sampler):
         if not self.shuffle:
             return np.arange(n, dtype=np.int64)
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self.epoch])
-        uniq = np.unique(self.shards)
-        shard_order = rng.permutation(uniq)
+        uniq, shard_pos = np.unique(self.shards, return_inverse=True)
+        rank = np.empty(len(uniq), np.int64)
+        rank[rng.permutation(len(uniq))] = np.arange(len(uniq))  # shard -> its place in this epoch's order
         g = len(uniq) if self.group_shards <= 0 else self.group_shards
-        parts = []
-        for k in range(0, len(shard_order), g):
-            items = np.flatnonzero(np.isin(self.shards, shard_order[k:k + g]))
-            parts.append(rng.permutation(items))
-        return np.concatenate(parts).astype(np.int64)
+        group = rank[shard_pos] // g
+        # order by group, randomly inside a group (O(n log n), fine for Kinetics-size tables)
+        return np.lexsort((rng.random(n), group)).astype(np.int64)
 
     def __iter__(self) -> Iterator[int | tuple[int, int]]:
         order = self.epoch_order()

@@ -9,6 +9,7 @@ DataLoader worker opens its own. Reads touch only the chunks that hold the reque
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,7 @@ class StoreReader:
         self._check_table()
         self._arrays: dict[str, Any] = {}
         self._direct: dict[str, Any] = {}
+        self._setup_pid = -1
 
     # -- construction helpers -------------------------------------------------------------------
     def _read_table(self, group: Any) -> VideoTable:
@@ -191,6 +193,7 @@ class StoreReader:
         state = self.__dict__.copy()
         state["_arrays"] = {}
         state["_direct"] = {}
+        state["_setup_pid"] = -1
         return state
 
     def direct_reader(self, name: str) -> Any:
@@ -200,8 +203,9 @@ class StoreReader:
         if name not in self._direct:
             from .fastchunks import DirectChunkReader
 
-            if not self._direct:
+            if self._setup_pid != os.getpid():  # first direct read in this process (forked workers too)
                 _limit_codec_threads_in_worker()
+                self._setup_pid = os.getpid()
 
             self._direct[name] = DirectChunkReader.open(Path(self.path) / name)
             if self._direct[name] is None:

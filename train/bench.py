@@ -1,0 +1,90 @@
+"""`csvr bench train STORE --json OUT.json`: training step speed per backbone and stage, through the real trainer.
+
+For every backbone and stage it runs `warmup + steps` pretraining steps of that stage alone (same code
+path as `csvr pretrain`: loader, on-device augmentation, forward, one-stage GAN backward, SGD) and
+reports, over the steps after the warm-up: wall seconds per step, samples/s, the fraction of step time
+spent waiting for data, and the main process's CPU seconds per step (useful on a shared CPU, where wall
+time depends on the other load).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+log = logging.getLogger(__name__)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
+DEFAULT_BACKBONES = ("r2plus1d_18", "r3d_18", "c3d", "s3d")
+
+
+def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int, warmup: int,
+                overrides: tuple[str, ...] = ()) -> dict:
+    """Time one stage for one backbone; returns a result row."""
+    import torch
+
+    from train.config import PretrainConfig, load_config
+    from train.metrics_log import read_jsonl
+    from train.pretrain import pretrain
+
+    over = (f"model.backbone={backbone}", f"stages=[{{name: {stage}, steps: {warmup + steps}}}]",
+            "run.image_every=0", f"run.checkpoint_every={10 ** 9}", "run.tensorboard=false", *overrides)
+    cfg = load_config(PretrainConfig, config, over)
+    marks: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory(prefix="csvr-bench-") as tmp:
+        pretrain(cfg, store, Path(tmp) / "run",
+                 step_hook=lambda _s, _i: marks.append((time.perf_counter(), time.process_time())))
+        records = [r for r in read_jsonl(Path(tmp) / "run" / "log.jsonl") if r.get("stage") == stage]
+    timed = records[warmup:]
+    # marks[i] is taken right after step i + 1; deltas over the timed steps (warmup >= 1 anchors the first)
+    wall = [marks[i][0] - marks[i - 1][0] for i in range(max(warmup, 1), len(marks))]
+    cpu = [marks[i][1] - marks[i - 1][1] for i in range(max(warmup, 1), len(marks))]
+    step_s = [r["step_s"] for r in timed]
+    return {
+        "backbone": backbone, "stage": stage, "batch_size": cfg.batch_size, "frames": cfg.data.frames,
+        "crop": cfg.data.crop, "video_size": cfg.model.video_size, "steps_timed": len(timed),
+        "step_s_median": statistics.median(step_s), "step_s_mean": statistics.fmean(step_s),
+        "samples_per_s": cfg.batch_size / statistics.median(step_s),
+        "data_wait_frac": statistics.fmean(r["data_wait_frac"] for r in timed),
+        "step_s_incl_logging": statistics.median(wall) if wall else None,
+        "cpu_s_per_step_main_process": statistics.median(cpu) if cpu else None,
+        "device": "cuda" if torch.cuda.is_available() and cfg.run.device != "cpu" else "cpu",
+        "threads": torch.get_num_threads(),
+    }
+
+
+@click.command("train")
+@click.argument("store", type=click.Path(exists=True))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write results here.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Base config (default: configs/pretrain/ucf101_<backbone>.yaml per backbone).")
+@click.option("--backbone", "backbones", multiple=True, help=f"Repeatable; default {list(DEFAULT_BACKBONES)}.")
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["pose", "video", "context", "joint"]),
+              help="Repeatable; default: joint.")
+@click.option("--steps", default=5, show_default=True, help="Timed steps per (backbone, stage).")
+@click.option("--warmup", default=2, show_default=True, help="Untimed steps first.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config overrides (e.g. batch_size=2).")
+def bench_train(store: str, json_out: str | None, config_path: str | None, backbones: tuple[str, ...],
+                stages: tuple[str, ...], steps: int, warmup: int, overrides: tuple[str, ...]) -> None:
+    """Training step time, samples/s and data-wait fraction per backbone and stage."""
+    if warmup < 1:
+        raise click.BadParameter("at least one warm-up step is needed (it also anchors the timing)", param_hint="--warmup")
+    rows = []
+    for bb in backbones or DEFAULT_BACKBONES:
+        config = Path(config_path) if config_path else CONFIGS / f"ucf101_{bb}.yaml"
+        for stage in stages or ("joint",):
+            row = bench_stage(config, store, bb, stage, steps, warmup, overrides)
+            rows.append(row)
+            click.echo(f"{bb:12s} {stage:8s} batch {row['batch_size']:3d} {row['frames']}x{row['crop']}x{row['crop']}: "
+                       f"{row['step_s_median']:.3f} s/step  {row['samples_per_s']:.2f} samples/s  "
+                       f"data wait {row['data_wait_frac']:.1%}  cpu {row['cpu_s_per_step_main_process']:.2f} s/step")
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps({"store": store, "results": rows}, indent=2))
+        click.echo(f"wrote {json_out}")

@@ -14,7 +14,16 @@ SCHEDULER ?=
 CONFIG ?= tiny
 RUN ?= runs/$(DATASET)-$(CONFIG)
 
-.PHONY: setup test demo download manifest synth preprocess pretrain finetune evaluate ablate bench clean
+POSE ?= yolo
+SYNTH_VIDEOS ?= 10
+PRETRAIN_RUN ?= runs/$(DATASET)-$(CONFIG)/pretrain
+FINETUNE_RUN ?= runs/$(DATASET)-$(CONFIG)/finetune
+PRETRAINED ?= $(PRETRAIN_RUN)/checkpoints/final.pt
+VARIANT ?= fi
+TABLES ?= I
+NPROC ?= 1
+
+.PHONY: setup test demo download manifest synth preprocess store pretrain finetune evaluate ablate bench models-summary clean
 
 setup: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -26,14 +35,62 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 test: setup
 	$(BIN)/python -m pytest -q
 
-synth: setup
-	@test -d data/synthetic || $(BIN)/csvr synth data/synthetic --videos-per-class 10 --seed 0
+# --- data -------------------------------------------------------------------------------------------
+download: setup
+	$(BIN)/csvr download $(DATASET) --dest data
 
 manifest: setup
 	$(BIN)/csvr manifest $(DATASET) --root $(ROOT)
 
-download: setup
-	$(BIN)/csvr download $(DATASET) --dest data
+synth: setup
+	@test -f data/synthetic/synthetic.json || \
+	  $(BIN)/csvr synth data/synthetic --videos-per-class $(SYNTH_VIDEOS) --seed 0 --workers $(WORKERS)
+
+# Resumable: re-running finishes an interrupted store, and is a quick no-op on a complete one.
+preprocess: setup $(if $(filter synthetic,$(DATASET)),synth)
+	$(BIN)/csvr preprocess $(DATASET) --root $(ROOT) --out $(OUT) --workers $(WORKERS) --pose $(POSE) \
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+# The store, built only when absent (pretrain/finetune/evaluate depend on it).
+store: setup
+	@test -f $(OUT)/zarr.json || $(MAKE) --no-print-directory preprocess
+
+# --- training -----------------------------------------------------------------------------------------
+pretrain: store
+	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.cli pretrain \
+	  --config configs/pretrain/$(CONFIG).yaml --store $(OUT) --run-dir $(PRETRAIN_RUN) --resume
+
+finetune: store
+	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.cli finetune \
+	  --config configs/finetune/$(CONFIG).yaml --store $(OUT) --run-dir $(FINETUNE_RUN) --resume \
+	  --variant $(VARIANT) $(if $(filter scratch,$(VARIANT)),,--pretrained $(PRETRAINED))
+
+# --- evaluation ---------------------------------------------------------------------------------------
+evaluate: store
+	$(BIN)/csvr evaluate run --store $(OUT) --pretrain-run $(PRETRAIN_RUN) --finetune-run $(FINETUNE_RUN) \
+	  --out runs/$(DATASET)-$(CONFIG)/eval $(if $(filter synthetic,$(DATASET)),--groups $(ROOT)/synthetic.json)
+
+ablate: store
+	$(BIN)/csvr ablate run --store $(OUT) --config $(CONFIG) --tables $(TABLES) --out runs/$(DATASET)-$(CONFIG)/ablation
+
+demo: setup
+	$(MAKE) --no-print-directory preprocess DATASET=synthetic
+	$(MAKE) --no-print-directory pretrain DATASET=synthetic CONFIG=tiny
+	$(MAKE) --no-print-directory finetune DATASET=synthetic CONFIG=tiny
+	$(MAKE) --no-print-directory evaluate DATASET=synthetic CONFIG=tiny
+	$(MAKE) --no-print-directory ablate DATASET=synthetic CONFIG=tiny
+	@echo "demo report: runs/synthetic-tiny/eval/report.md  ablation: runs/synthetic-tiny/ablation/"
+
+# --- benchmarks (print numbers, write JSON under bench/) ------------------------------------------------
+bench: store
+	mkdir -p bench
+	$(BIN)/csvr bench preprocess --root $(ROOT) --json bench/preprocess.json
+	$(BIN)/csvr bench loader $(OUT) --json bench/loader.json
+	$(BIN)/csvr bench train $(OUT) --json bench/train.json
+	$(BIN)/python -m train.models.summary --json bench/models_summary.json
+
+models-summary: setup
+	mkdir -p bench && $(BIN)/python -m train.models.summary --json bench/models_summary.json
 
 clean:
 	rm -rf $(VENV) stores runs bench

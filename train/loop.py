@@ -85,19 +85,19 @@ def setup_runtime(run: RunConfig) -> None:
     set_deterministic(run.deterministic)
 
 
-class _ListSampler(Sampler):
-    def __init__(self, keys: list):
-        self.keys = keys
+class _EndlessKeys(Sampler):
+    """Keys of epoch after epoch (each trimmed to whole batches), starting `skip` keys into `epoch`."""
+
+    def __init__(self, sampler, per_epoch: int, epoch: int, skip: int):
+        self.sampler, self.per_epoch, self.epoch, self.skip = sampler, per_epoch, epoch, skip
 
     def __iter__(self):
-        return iter(self.keys)
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-
-def _collate_keys(batch: list[dict]) -> dict:
-    return torch.utils.data.default_collate(batch)
+        epoch, skip = self.epoch, self.skip
+        while True:
+            self.sampler.set_epoch(epoch)
+            keys = list(iter(self.sampler))[:self.per_epoch]
+            yield from keys[skip:]
+            epoch, skip = epoch + 1, 0
 
 
 @dataclass
@@ -111,46 +111,45 @@ class Position:
 class ResumableBatches:
     """Endless batches over a dataset, epoch after epoch, that can start at any (epoch, batch) position.
 
-    Each epoch's keys come from `sampler.set_epoch(e); list(sampler)`; `drop_last` batches of
-    `batch_size`. The DataLoader is rebuilt per epoch (with a generator seeded from (seed, epoch), so
-    no global RNG is consumed), skipping the keys of batches already consumed.
+    Each epoch's keys come from `sampler.set_epoch(e); list(sampler)`, cut to whole batches of
+    `batch_size` (drop_last). One DataLoader (so worker processes live for the whole run) reads an
+    endless key stream; its generator is seeded from `seed`, so no global RNG is consumed, and samples
+    are pure functions of their keys, so a stream started mid-epoch yields exactly the batches an
+    uninterrupted one would.
     """
 
     def __init__(self, dataset, sampler, batch_size: int, *, num_workers: int, pin_memory: bool,
                  persistent_workers: bool, seed: int, position: Position | None = None):
         self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
         self.seed = seed
         self.position = position or Position()
 
     def batches_per_epoch(self) -> int:
+        """Whole batches per epoch on this rank (the same every epoch)."""
         self.sampler.set_epoch(self.position.epoch)
-        n = len(list(iter(self.sampler))) // self.batch_size
+        count = len(list(iter(self.sampler)))
+        n = count // self.batch_size
         if n == 0:
-            raise ValueError(f"the split has fewer samples ({len(list(iter(self.sampler)))}) than one batch "
-                             f"({self.batch_size}) on this rank; lower batch_size")
+            raise ValueError(f"the split has fewer samples ({count}) than one batch ({self.batch_size}) on this "
+                             "rank; lower batch_size")
         return n
 
     def __iter__(self) -> Iterator[dict]:
-        while True:
-            epoch, skip = self.position.epoch, self.position.batch
-            self.sampler.set_epoch(epoch)
-            keys = list(iter(self.sampler))
-            n_batches = len(keys) // self.batch_size
-            if n_batches == 0:
-                raise ValueError(f"the split has fewer samples ({len(keys)}) than one batch ({self.batch_size}) "
-                                 "on this rank; lower batch_size")
-            keys = keys[skip * self.batch_size:n_batches * self.batch_size]
-            gen = torch.Generator().manual_seed(self.seed * 1000003 + epoch)
-            loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=_ListSampler(keys),
-                                num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=True,
-                                generator=gen, persistent_workers=False,
-                                prefetch_factor=4 if self.num_workers else None)
-            for batch in loader:
-                self.position.batch += 1
-                yield batch
-            self.position = Position(epoch + 1, 0)
+        n = self.batches_per_epoch()
+        if self.position.batch >= n:
+            self.position = Position(self.position.epoch + 1, 0)
+        keys = _EndlessKeys(self.sampler, n * self.batch_size, self.position.epoch,
+                            self.position.batch * self.batch_size)
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=keys, num_workers=self.num_workers,
+                            pin_memory=self.pin_memory, drop_last=False,
+                            generator=torch.Generator().manual_seed(self.seed * 1000003 + 17),
+                            prefetch_factor=4 if self.num_workers else None)
+        for batch in loader:
+            self.position.batch += 1
+            if self.position.batch == n:
+                self.position = Position(self.position.epoch + 1, 0)
+            yield batch
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:

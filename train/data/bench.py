@@ -255,6 +255,8 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         "store_clips_per_s_per_worker": per_process,
         "gpus_fed_per_loader_process": per_process / gpu_clips_per_s,
         "gpus_fed_by_all_workers": store_cps / gpu_clips_per_s,
+        "gpus_fed_per_loader_process_full_sample": (rows["store_full"]["clips_per_s"] / max(workers, 1) / gpu_clips_per_s
+                                                    if "store_full" in rows else None),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "cuda": torch.cuda.is_available()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

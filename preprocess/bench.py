@@ -98,7 +98,6 @@ def bench_chunks(frames: np.ndarray, workdir: Path, samples: int = 100) -> dict:
     """Random training-pattern reads (16+16 frames at stride 4 = 32 frames over 128) via zarr,
     for frame-chunk sizes and codecs; the raw page-cached memmap read of the same frames as a ceiling."""
     import zarr
-    from zarr.codecs import BloscCodec
 
     from preprocess.store import compressor
 

@@ -63,7 +63,10 @@ def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str 
         if "=" not in item:
             raise click.BadParameter(f"--pose-option expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        pose_options[k] = v
+        try:
+            pose_options[k] = json.loads(v)  # numbers, booleans
+        except json.JSONDecodeError:
+            pose_options[k] = v  # paths and other strings
     if not root.is_dir():
         raise click.ClickException(f"dataset root {root} does not exist or is not a directory")
     try:

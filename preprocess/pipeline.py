@@ -137,7 +137,7 @@ def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
     try:
         native = o.iframe_policy == "native"
         dec = decode_video(path, o.frame_size, o.frame_step, o.pose_cap,
-                           keep_source=not native, collect_iframes=native)
+                           collect_iframes=native, reencode_gop=None if native else o.gop)
         if native:
             ifr = dec.extra["iframes"]  # intra frames met during the full decode (pict_type I)
         else:
@@ -202,7 +202,7 @@ def write_shard_task(url: str, family: str, shard: int, lo: int, hi: int,
     group = zarr.open_group(store=url, mode="r+")
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for v, a, b in pieces:
-        data = st.load_npz(fs, f"{STAGING}/videos/{v:06d}.npz")
+        data = st.load_npz(fs, f"{STAGING}/videos/{v:06d}.npz", names)
         for n in names:
             parts[n].append(data[n][a:b])
     sums = {}
@@ -247,8 +247,12 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[Any]:
         return
     from distributed import Client, LocalCluster
 
+    quiet = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                 "distributed.worker", "distributed.http.proxy"):
+        logging.getLogger(name).setLevel(quiet)
     with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
-                      processes=True) as cluster, Client(cluster) as client:
+                      processes=True, silence_logs=quiet) as cluster, Client(cluster) as client:
         yield client
 
 
@@ -261,8 +265,10 @@ def _as_completed(futures: list, client: Any):
     yield from as_completed(futures)
 
 
-def _run_all(client: Any, calls: list[tuple], desc: str, unit: str, progress: bool) -> list:
-    """Submit ``(key, fn, *args)`` calls, collect results with a tqdm bar (rate + ETA)."""
+def _run_all(client: Any, calls: list[tuple], desc: str, unit: str, progress: bool,
+             on_result: Any = None) -> list:
+    """Submit ``(key, fn, *args)`` calls, collect results with a tqdm bar (rate + ETA);
+    ``on_result(result)`` runs in this process as each one completes."""
     from tqdm import tqdm
 
     if not calls:
@@ -277,6 +283,8 @@ def _run_all(client: Any, calls: list[tuple], desc: str, unit: str, progress: bo
     with tqdm(total=len(futures), desc=desc, unit=unit, disable=not progress, smoothing=0.1) as bar:
         for fut in _as_completed(futures, client):
             results.append(fut.result())
+            if on_result is not None:
+                on_result(results[-1])
             bar.update(1)
     return results
 
@@ -414,16 +422,30 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
             st.create_arrays(group, F, I, o.frame_size, o.max_people, layout, o.codec)
             fs.write_json(plan_key, plan)
         manifest_pos = [i for i, _ in selected]
+        # staged videos are released as soon as every shard holding their rows is written, so the
+        # disk peak is ~one store, not two (a released video is never needed again: its shards are done)
+        pending: dict[int, set[tuple[str, int]]] = {i: set() for i in manifest_pos}
         calls = []
         for family, total, cnt, sts, rows in (("frames", F, counts, starts, layout.shard_frames),
                                              ("iframes", I, icounts, istarts, layout.shard_iframes)):
             for k in range(st.num_shards(total, rows)):
                 lo, hi = k * rows, min(total, (k + 1) * rows)
+                pieces = [(manifest_pos[v], a, b) for v, a, b in _pieces(cnt, sts, lo, hi)]
                 if fs.exists(f"{STAGING}/shards/{family}-{k:06d}.json"):
                     continue
-                pieces = [(manifest_pos[v], a, b) for v, a, b in _pieces(cnt, sts, lo, hi)]
+                for v, _, _ in pieces:
+                    pending[v].add((family, k))
                 calls.append((f"shard-{family}-{k}", write_shard_task, url, family, k, lo, hi, pieces))
-        _run_all(client, calls, "shards", "shard", progress)
+
+        def release(result: dict) -> None:
+            done_shard = (result["family"], result["shard"])
+            for v, waiting in pending.items():
+                if done_shard in waiting:
+                    waiting.discard(done_shard)
+                    if not waiting:
+                        fs.rm(f"{STAGING}/videos/{v:06d}.npz")
+
+        _run_all(client, calls, "shards", "shard", progress, on_result=release)
 
     # phase 3: checksums, table, summary, complete flag
     checksums: dict[str, dict[str, str]] = {n: {} for n in (*FRAME_ARRAYS, *IFRAME_ARRAYS)}

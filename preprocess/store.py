@@ -160,9 +160,10 @@ def save_npz(fs: FS, key: str, arrays: dict[str, np.ndarray]) -> None:
     fs.write_atomic(key, buf.getvalue())
 
 
-def load_npz(fs: FS, key: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(fs.read_bytes(key))) as z:
-        return {k: z[k] for k in z.files}
+def load_npz(fs: FS, key: str, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of a staged ``.npz`` (only ``names`` when given)."""
+    with fs.fs.open(fs.path(key), "rb") as f, np.load(f) as z:
+        return {k: z[k] for k in (names if names is not None else z.files)}
 
 
 def sha256_or_absent(fs: FS, key: str) -> str:

@@ -80,6 +80,7 @@ def decode_video(
     pose_cap: int = 320,
     keep_source: bool = False,
     collect_iframes: bool = False,
+    reencode_gop: int | None = None,
 ) -> DecodedVideo:
     """Decode every frame of ``path``; keep every ``frame_step``-th resized to ``frame_size`` (H, W).
 
@@ -87,7 +88,9 @@ def decode_video(
     with ``keep_source``, every source frame as a ``av.VideoFrame`` list in ``extra['source']`` (used by
     the re-encode I-frame policy). With ``collect_iframes`` the intra-coded frames met during this
     decode (decoder ``pict_type`` I) are returned as ``extra['iframes']`` (:class:`IFrames`): the
-    ``native`` policy at no extra decoding cost. Raises :class:`VideoError` with the reason for unusable files.
+    ``native`` policy at no extra decoding cost. With ``reencode_gop`` every decoded frame is also fed,
+    as it is decoded, to an in-memory MPEG-4 Part 2 encoder with that GOP (``extra['reencoded']``, the
+    AVI bytes; see :func:`reencoded_iframes`). Raises :class:`VideoError` with the reason for unusable files.
     """
     import av
 
@@ -104,9 +107,14 @@ def decode_video(
         frames, pose_frames, pts, src_idx, source = [], [], [], [], []
         i_imgs, i_idx, i_type = [], [], []
         intra = int(av.video.frame.PictureType.I)
+        writer: Mpeg4Writer | None = None
         i = 0
         try:
             for frame in container.decode(stream):
+                if reencode_gop is not None:
+                    if writer is None:
+                        writer = Mpeg4Writer(frame.width, frame.height, reencode_gop, fps or 25.0)
+                    writer.add(frame, i)
                 if i == 0 and not (width and height):
                     width, height = frame.width, frame.height
                     ph, pw = pose_size(height, width, pose_cap)
@@ -139,6 +147,8 @@ def decode_video(
         extra: dict = {}
         if keep_source:
             extra["source"] = source
+        if writer is not None:
+            extra["reencoded"] = writer.finish()
         if collect_iframes:
             extra["iframes"] = IFrames(
                 np.stack(i_imgs) if i_imgs else np.zeros((0, H, W, 3), np.uint8),
@@ -278,6 +288,45 @@ def native_iframes(path: Path, frame_size: tuple[int, int] = (128, 171),
         container.close()
 
 
+class Mpeg4Writer:
+    """Streaming in-memory MPEG-4 Part 2 (AVI) encoder with a fixed GOP and no scene-cut I-frames."""
+
+    def __init__(self, width: int, height: int, gop: int, fps: float = 25.0, qscale: int = 4):
+        import av
+        from fractions import Fraction
+
+        self.size = (width - width % 2, height - height % 2)
+        self.buf = io.BytesIO()
+        self.out = av.open(self.buf, mode="w", format="avi")
+        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
+        st = self.out.add_stream("mpeg4", rate=rate)
+        st.width, st.height, st.pix_fmt = self.size[0], self.size[1], "yuv420p"
+        st.codec_context.gop_size = gop
+        st.codec_context.options = {"sc_threshold": "1000000000", "qscale": str(qscale), "bf": "0"}
+        st.codec_context.thread_count = 1
+        self.stream = st
+        self.time_base = 1 / rate  # pts = frame index
+
+    def add(self, frame, index: int) -> None:
+        """Encode one decoded ``av.VideoFrame`` as frame ``index`` (its source picture type is ignored)."""
+        import av
+
+        w, h = self.size
+        if frame.format.name != "yuv420p" or (frame.width, frame.height) != (w, h):
+            frame = frame.reformat(width=w, height=h, format="yuv420p")
+        frame.pict_type = av.video.frame.PictureType.NONE  # the source's I/P/B choice must not leak
+        frame.pts = index
+        frame.time_base = self.time_base
+        for pkt in self.stream.encode(frame):
+            self.out.mux(pkt)
+
+    def finish(self) -> bytes:
+        for pkt in self.stream.encode(None):
+            self.out.mux(pkt)
+        self.out.close()
+        return self.buf.getvalue()
+
+
 def reencode_mpeg4(source_yuv: list[np.ndarray], width: int, height: int, gop: int,
                    fps: float = 25.0, qscale: int = 4) -> bytes:
     """Re-encode decoded frames (yuv420p planes) to MPEG-4 Part 2 in memory with a fixed GOP.
@@ -315,10 +364,13 @@ def reencoded_iframes(decoded: DecodedVideo, gop: int, frame_size: tuple[int, in
     """I-frames of an in-process MPEG-4 Part 2 re-encode (GOP ``gop``) of an already decoded video."""
     import av
 
-    source = decoded.extra.get("source")
-    if source is None:
-        raise ValueError("decode_video(..., keep_source=True) is required for the reencode policy")
-    data = reencode_mpeg4(source, decoded.width, decoded.height, gop, decoded.fps or 25.0)
+    data = decoded.extra.get("reencoded")
+    if data is None:
+        source = decoded.extra.get("source")
+        if source is None:
+            raise ValueError("decode_video(..., reencode_gop=gop) or keep_source=True is required "
+                             "for the reencode policy")
+        data = reencode_mpeg4(source, decoded.width, decoded.height, gop, decoded.fps or 25.0)
     container = av.open(io.BytesIO(data), format="avi")
     try:
         # pts of the re-encode are the source frame indices (set above)

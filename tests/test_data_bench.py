@@ -41,7 +41,7 @@ def bench_store(tmp_path_factory):
 def test_bench_loader_writes_three_rows_and_ratios(bench_store, tmp_path):
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(bench_loader, [str(bench_store), "--json", str(out), "--workers", "0",
-                                            "--batches", "2", "--batch-size", "2", "--pyav-batches", "1"])
+                                            "--batches", "2", "--batch-size", "2", "--pyav-batches", "1", "--repeats", "2"])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     for row in ("store", "pyav", "raw"):
@@ -51,6 +51,7 @@ def test_bench_loader_writes_three_rows_and_ratios(bench_store, tmp_path):
     assert data["recipe"] == {"frames": 16, "stride": 4, "frame_size": [128, 171], "crop": 112,
                               "bytes_per_clip": 16 * 128 * 171 * 3}
     assert "ratio_vs_pyav" in res.output and "gpus_fed_per_loader_process" in data
+    assert len(data["rows"]["raw"]["clips_per_s_runs"]) == 2 and data["repeats"] == 2
 
 
 def test_bench_pyav_row_decodes_the_right_frames(bench_store):

@@ -123,3 +123,17 @@ def test_dataloader_workers_persistent_pinned(store):
         vids = torch.cat([b["video_index"] for b in batches]).tolist()
         assert sorted(vids) == [0, 1, 2]
         assert batches[0]["clip"].shape[1:] == (4, 128, 171, 3)
+
+
+def test_dataset_pickles_and_runs_in_spawned_worker(store):
+    import pickle
+
+    ds = ClipDataset(store, split="train", spec=ClipSpec(frames=4, future_frames=4, max_iframes=2))
+    a = ds[(1, 42)]
+    ds2 = pickle.loads(pickle.dumps(ds))
+    b = ds2[(1, 42)]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    loader = DataLoader(ds, batch_size=3, sampler=ShardLocalSampler(ds, num_replicas=1, rank=0, seed=1),
+                        num_workers=1, multiprocessing_context="spawn")
+    (batch,) = list(loader)
+    assert sorted(batch["video_index"].tolist()) == [0, 1, 2]

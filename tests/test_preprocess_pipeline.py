@@ -161,6 +161,18 @@ def test_two_workers_equal_one_worker(dataset, reference, tmp_path):
     assert_stores_equal(str(ref), str(two))
 
 
+def test_existing_scheduler(dataset, reference, tmp_path):
+    """--scheduler ADDRESS: the work runs on an existing Dask cluster and gives the same store."""
+    from distributed import LocalCluster
+
+    _, _, _, m2 = dataset
+    out = tmp_path / "sched.zarr"
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None, processes=True) as cluster:
+        preprocess_dataset(m2, out, pose="groundtruth", scheduler=cluster.scheduler_address,
+                           shard_frames=32, progress=False)
+    assert_stores_equal(str(reference[0]), str(out))
+
+
 RUNNER = """
 import sys
 sys.path.insert(0, {tests!r})
@@ -221,7 +233,6 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path, reference):
     marker.unlink()
     shard_file = out / "frames" / "c" / "0" / "0" / "0" / "0"
     shard_file.write_bytes(shard_file.read_bytes()[:100])
-    from data_manifests.manifest import Manifest
     from preprocess_testdata import add_bad_files, make_dataset
 
     m = make_dataset(root, per_class=2)
@@ -233,3 +244,24 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path, reference):
 
     problems, _ = verify_store(str(out))
     assert problems == []
+
+
+def test_memory_url_in_process(dataset, reference):
+    """An fsspec URL other than a local path: memory:// (in-process only) gives the same store."""
+    _, m, _, _ = dataset
+    import fsspec
+
+    url = "memory://csvr-test-store"
+    try:
+        summary = preprocess_dataset(m, url, pose="groundtruth", workers=0, shard_frames=32, progress=False)
+        assert summary["ok"] == 4 and summary["frames"] == 126
+        g = open_store(url)
+        ref = zarr.open_group(str(reference[0]), mode="r")
+        ok = np.asarray(ref["videos/status"][:], dtype=object) == "ok"
+        assert np.array_equal(g["frames"][:], ref["frames"][:])  # same videos, no failed ones between
+        assert g["videos/num_frames"][:].tolist() == ref["videos/num_frames"][:][ok].tolist()
+        from preprocess.shards_cli import verify_store
+
+        assert verify_store(url)[0] == []
+    finally:
+        fsspec.filesystem("memory").rm("/csvr-test-store", recursive=True)

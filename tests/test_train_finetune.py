@@ -21,26 +21,29 @@ FT_FAST = ("batch_size=4", "data.frames=4", "data.crop=32", "data.num_workers=0"
 def pose_ckpt(train_store, tmp_path_factory):
     """A pretraining run with only the pose stage (what the fd variant needs)."""
     torch.set_num_threads(1)
-    cfg = load_config(PretrainConfig, TINY_PRETRAIN, FAST + tuple(stage_list(pose=3)))
+    # the tiny config's pose widths (FAST's narrower ones learn too slowly for the accuracy test)
+    fast = tuple(o for o in FAST if not o.startswith(("model.options.pose_hidden", "model.options.head_hidden")))
+    cfg = load_config(PretrainConfig, TINY_PRETRAIN, fast + tuple(stage_list(pose=3)))
     return pretrain(cfg, train_store, tmp_path_factory.mktemp("pre") / "run")
 
 
 def test_pose_feature_finetune_beats_chance(train_store, pose_ckpt, tmp_path):
     cfg = load_config(FinetuneConfig, TINY_FINETUNE,
-                      FT_FAST + ("variant=fd", "epochs=10", "data.frames=8", "optim.lr_per_sample=0.01", "dropout=0.0"))
+                      FT_FAST + ("variant=fd", "epochs=15", "data.frames=8", "optim.lr_per_sample=0.0025", "dropout=0.0"))
     result = finetune(cfg, train_store, tmp_path / "ft", pretrained=pose_ckpt)
     chance = 1 / result["num_classes"]
     assert result["num_classes"] == 4
     assert result["best_top1"] >= 2 * chance, result          # clearly above chance (0.25)
     evals = [json.loads(x) for x in (tmp_path / "ft" / "log.jsonl").read_text().splitlines()]
     evals = [e for e in evals if e["stage"] == "eval"]
-    assert len(evals) == 10 and all(e["eval_clips"] == 16 for e in evals)  # 8 test videos x 2 clips
+    assert len(evals) == 15 and all(e["eval_clips"] == 16 for e in evals)  # 8 test videos x 2 clips
     best = torch.load(tmp_path / "ft" / "checkpoints" / "best.pt", weights_only=True)
     last = torch.load(tmp_path / "ft" / "checkpoints" / "last.pt", weights_only=True)
     assert best["progress"]["top1"] == pytest.approx(result["best_top1"])
-    assert last["progress"]["epoch"] == 10 and last["optimizer"] is not None
-    net = DownstreamNet(load_config(PretrainConfig, TINY_PRETRAIN, FAST).model, "fd", 4, 0.0)
-    net.load_state_dict(best["model"])  # the best checkpoint rebuilds the network
+    assert last["progress"]["epoch"] == 15 and last["optimizer"] is not None
+    mcfg = load_config(PretrainConfig, raw={"model": best["model_config"]}).model
+    net = DownstreamNet(mcfg, best["variant"], best["num_classes"], 0.0)
+    net.load_state_dict(best["model"])  # the best checkpoint alone rebuilds the network
 
 
 def test_checkpoint_that_does_not_fit_the_variant_is_refused(train_store, pose_ckpt, tmp_path):

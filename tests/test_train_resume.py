@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -57,7 +59,7 @@ def test_resume_after_kill_matches_uninterrupted_run(train_store, tmp_path):
 
 def test_checkpoints_load_weights_only_and_hold_only_plain_data(train_store, tmp_path):
     torch.set_num_threads(1)
-    cfg = load_config(PretrainConfig, TINY_PRETRAIN, FAST + tuple(stage_list(pose=2)))
+    cfg = load_config(PretrainConfig, TINY_PRETRAIN, FAST + tuple(stage_list(pose=2)) + ("run.image_every=2",))
     out = pretrain(cfg, train_store, tmp_path / "run")
     obj = torch.load(out, weights_only=True)  # must not need any allow-listed class
     assert obj["format"] == ckpt.FORMAT and obj["trained_groups"] == ["pose_gen", "pose_disc"]
@@ -67,3 +69,12 @@ def test_checkpoints_load_weights_only_and_hold_only_plain_data(train_store, tmp
     assert last["progress"]["stage"] == "pose" and last["progress"]["step"] == 2
     assert {"epoch", "batch"} <= set(last["progress"]) and last["optimizer"] is not None
     assert (tmp_path / "run" / "config.yaml").is_file()
+    # per-step log records with the documented keys, and a skeleton plot of generated poses
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2]
+    for r in records:
+        assert {"step", "stage", "epoch", "lr", "samples_per_s", "data_wait_frac", "loss/pose_l2", "loss/pose_gp",
+                "loss/pose_d", "loss/pose_g", "grad_norm/pose_gen", "grad_norm/pose_disc"} <= set(r)
+        assert r["stage"] == "pose" and r["lr"] > 0 and 0 <= r["data_wait_frac"] <= 1
+    png = tmp_path / "run" / "images" / "pose" / "step_000002_poses.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -41,7 +41,7 @@ class DataConfig:
     split_index: int = 1
     num_workers: int = 2
     pin_memory: bool = True
-    persistent_workers: bool = True
+    persistent_workers: bool = True       # evaluation loader (training streams use one loader per stage)
     augment: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
     allow_incomplete: bool = False
 

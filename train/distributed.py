@@ -99,15 +99,6 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(x)
 
 
-def all_reduce_mean(value: float, device: torch.device) -> float:
-    """Mean of a Python float over ranks (for logging); the value itself when not distributed."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return float(t.item()) / dist.get_world_size()
-
-
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True when `flag` is true on any rank (e.g. a non-finite loss), so all ranks stop together."""
     if not (dist.is_available() and dist.is_initialized()):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ from torch import nn
 
 from train import checkpoint as ckpt_mod
 from train.config import ConfigError, FinetuneConfig, ModelConfig, _from_dict, save_config, to_dict
-from train.distributed import DistInfo, all_reduce_mean, any_rank, barrier, init_from_env
+from train.distributed import DistInfo, any_rank, barrier, init_from_env
 from train.loop import (NonFiniteLossError, Position, ResumableBatches, autocast_context, build_optimizer,
                         build_scheduler, first_non_finite, setup_runtime, to_device, wrap_ddp)
 from train.metrics_log import MetricsLogger, StepTimer, grad_norms
@@ -201,6 +200,7 @@ def _eval_loader(cfg: FinetuneConfig, store, dist_info: DistInfo):
     sub = torch.utils.data.Subset(ds, idx)
     return torch.utils.data.DataLoader(sub, batch_size=cfg.batch_size, shuffle=False,
                                        num_workers=cfg.data.num_workers,
+                                       persistent_workers=cfg.data.persistent_workers and cfg.data.num_workers > 0,
                                        pin_memory=cfg.data.pin_memory and dist_info.device.type == "cuda")
 
 
@@ -240,17 +240,18 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     position = Position()
     batches = ResumableBatches(ds, sampler, cfg.batch_size, num_workers=d.num_workers,
                                pin_memory=d.pin_memory and dist_info.device.type == "cuda",
-                               persistent_workers=d.persistent_workers, seed=cfg.run.seed, position=position)
+                               seed=cfg.run.seed, position=position)
     full = batches.batches_per_epoch()
     steps_per_epoch = cfg.steps_per_epoch or full
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(list(net.parameters()), [], cfg.optim, cfg.batch_size * dist_info.world_size)
     scheduler = build_scheduler(optimizer, cfg.optim, total_steps)
-    start_epoch, best = 0, -1.0
+    start_epoch, best, last_top1 = 0, -1.0, None
     if resume and last_path.is_file():
         ck = ckpt_mod.load(last_path)
         progress = ckpt_mod.restore(ck, model=net, optimizer=optimizer, scheduler=scheduler, path=last_path)
         start_epoch, best = int(progress["epoch"]), float(progress["best_top1"])
+        last_top1 = float(progress["top1"])
         batches.position = Position(int(progress["data_epoch"]), int(progress["data_batch"]))
         log.info("fine-tune resumed from %s at epoch %d", last_path, start_epoch)
     model = wrap_ddp(net, dist_info)
@@ -260,7 +261,6 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     logger = MetricsLogger(run_dir, enabled=dist_info.is_main, tensorboard=cfg.run.tensorboard)
     it = iter(batches)
     step = start_epoch * steps_per_epoch
-    last_top1 = None
     try:
         for epoch in range(start_epoch, cfg.epochs):
             model.train()

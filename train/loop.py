@@ -119,7 +119,7 @@ class ResumableBatches:
     """
 
     def __init__(self, dataset, sampler, batch_size: int, *, num_workers: int, pin_memory: bool,
-                 persistent_workers: bool, seed: int, position: Position | None = None):
+                 seed: int, position: Position | None = None):
         self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.seed = seed

@@ -127,10 +127,13 @@ def _plt():
 
 
 def save_pose_plot(path: str | Path, current: torch.Tensor, future_real: torch.Tensor,
-                   future_gen: torch.Tensor, mask: torch.Tensor | None = None, max_frames: int = 8) -> Path:
+                   future_gen: torch.Tensor, mask: torch.Tensor | None = None, max_frames: int = 8,
+                   current_mask: torch.Tensor | None = None) -> Path:
     """Skeleton plot of one sample: rows = observed poses, real future, generated future.
 
-    Poses are (T, 17, 2) in normalised image coordinates (y down); masked joints are not drawn.
+    Poses are (T, 17, 2) in normalised crop coordinates (y down, the crop is the [0, 1] box); joints
+    unobserved in the real poses (`current_mask`, `mask` for the future) are not drawn; generated
+    poses are drawn where the real future was observed.
     """
     plt = _plt()
     rows = [("current", current), ("future (real)", future_real), ("future (generated)", future_gen)]
@@ -141,7 +144,9 @@ def save_pose_plot(path: str | Path, current: torch.Tensor, future_real: torch.T
         idx = np.linspace(0, p.shape[0] - 1, cols).round().astype(int)
         for c, t in enumerate(idx):
             ax = axes[r][c]
-            m = mask[t].cpu().numpy() if (mask is not None and r != 0 and t < mask.shape[0]) else np.ones(17, bool)
+            row_mask = current_mask if r == 0 else mask
+            m = row_mask[t].cpu().numpy().astype(bool) if (row_mask is not None and t < row_mask.shape[0]) \
+                else np.ones(17, bool)
             for a, b in COCO_EDGES:
                 if m[a] and m[b]:
                     ax.plot([p[t, a, 0], p[t, b, 0]], [p[t, a, 1], p[t, b, 1]], "-", lw=1.2,
@@ -175,6 +180,9 @@ def save_video_grid(path: str | Path, rows: dict[str, torch.Tensor], max_frames:
     from PIL import Image
 
     frames = {name: _to_uint8_frames(v) for name, v in rows.items()}
+    scale = max(1, 96 // max(f.shape[1] for f in frames.values()))  # small generated videos: enlarge
+    if scale > 1:
+        frames = {k: f.repeat(scale, axis=1).repeat(scale, axis=2) for k, f in frames.items()}
     h = max(f.shape[1] for f in frames.values())
     w = max(f.shape[2] for f in frames.values())
     cols = min(max_frames, max(f.shape[0] for f in frames.values()))

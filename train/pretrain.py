@@ -117,7 +117,8 @@ def _save_images(run_dir: Path, stage: str, step: int, batch: dict, outputs: dic
     img_dir = run_dir / "images" / stage
     if "_gen" in outputs:
         save_pose_plot(img_dir / f"step_{step:06d}_poses.png", batch["pose"][0, :, :, :2],
-                       batch["future_pose"][0, :, :, :2], outputs["_gen"][0], batch["future_pose_mask"][0])
+                       batch["future_pose"][0, :, :, :2], outputs["_gen"][0], batch["future_pose_mask"][0],
+                       current_mask=batch["pose_mask"][0])
     rows = {}
     if "_gen_video_r" in outputs:
         rows["clip (target)"] = video_target(batch["clip"][:1], video_size)[0]
@@ -150,7 +151,7 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
                  f", initialised from {loaded}" if loaded else "")
     batches = ResumableBatches(ds, sampler, cfg.batch_size, num_workers=cfg.data.num_workers,
                                pin_memory=cfg.data.pin_memory and dist_info.device.type == "cuda",
-                               persistent_workers=cfg.data.persistent_workers, seed=cfg.run.seed, position=position)
+                               seed=cfg.run.seed, position=position)
     steps_per_epoch = batches.batches_per_epoch()
     last_good = str(last) if last.is_file() else None
 

@@ -159,6 +159,7 @@ class ClipAugment(torch.nn.Module):
         mask = torch.where(flip, mask[:, :, perm], mask)
         return out, mask
 
+    @torch.no_grad()
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Augment a collated batch (see module docstring); returns a new dict, the input is untouched."""
         out = dict(batch)

@@ -190,7 +190,8 @@ def resolve_video_paths(reader: StoreReader, videos: np.ndarray, video_root: Pat
 def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: int = 8, max_videos: int = 64,
               frames: int = 16, stride: int = 4, crop: int = 112, video_root: Path | None = None,
               skip_pyav: bool = False, full_sample: bool = False, read_modes: tuple[str, ...] = ("auto",),
-              gpu_clips_per_s: float = 100.0, raw_dir: Path | None = None, pyav_batches: int | None = None) -> dict:
+              gpu_clips_per_s: float = 100.0, raw_dir: Path | None = None, pyav_batches: int | None = None,
+              repeats: int = 3) -> dict:
     """Run the rows and return the result dict written as JSON."""
     reader = StoreReader(store)
     ok = reader.videos.rows_in_split(None)
@@ -206,35 +207,39 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
     clip_bytes = frames * h * w * 3
     rows: dict[str, dict[str, Any]] = {}
 
-    def record(name: str, res: dict[str, float], **extra: Any) -> None:
-        res["mb_per_s"] = res["clips_per_s"] * clip_bytes / 1e6
-        res.update(extra)
-        rows[name] = res
-        click.echo(f"{name:>14s}: {res['clips_per_s']:9.1f} clips/s  {res['mb_per_s']:8.1f} MB/s  "
-                   f"({res['clips']} clips in {res['seconds']:.2f} s)")
-
+    # (name, dataset, timed batches, extra JSON fields); all rows run once per round, rounds interleave
+    # the rows so that load from other processes on a shared machine hits every row alike
+    plan: list[tuple[str, Dataset, int, dict[str, Any]]] = []
     for mode in read_modes:
         r = StoreReader(store, read_mode="auto", direct=False) if mode == "zarr" else StoreReader(store, read_mode=mode)
-        name = "store" if mode == read_modes[0] else f"store_{mode}"
-        record(name, time_loader(StoreBench(r, videos, spec, crop), workers=workers, batch_size=batch_size,
-                                 batches=batches), read_mode=mode)
+        plan.append(("store" if mode == read_modes[0] else f"store_{mode}", StoreBench(r, videos, spec, crop),
+                     batches, {"read_mode": mode}))
     if full_sample:
         full = ClipSpec(frames=frames, stride=stride)
-        record("store_full", time_loader(StoreBench(reader, videos, full, crop, full=True), workers=workers,
-                                         batch_size=batch_size, batches=batches),
-               note="clip + future clip + poses + I-frames, uncropped 128x171")
+        plan.append(("store_full", StoreBench(reader, videos, full, crop, full=True), batches,
+                     {"note": "clip + future clip + poses + I-frames, uncropped"}))
     if not skip_pyav:
         paths = resolve_video_paths(reader, videos, video_root)
         src = [int(reader.videos["source_frames"][v]) if "source_frames" in reader.videos.columns
                else int(reader.videos["num_frames"][v]) * step for v in videos]
-        record("pyav", time_loader(PyAVBench(paths, src, frames, stride, (h, w), crop), workers=workers,
-                                   batch_size=batch_size, batches=pyav_batches or max(2, batches // 4)))
+        plan.append(("pyav", PyAVBench(paths, src, frames, stride, (h, w), crop),
+                     pyav_batches or max(2, batches // 4), {}))
     with tempfile.TemporaryDirectory(dir=raw_dir) as tmp:
         raw_path = Path(tmp) / "raw_frames.npy"
         starts, lengths = build_raw_copy(reader, videos, raw_path)
-        rstride = max(1, stride // step)
-        record("raw", time_loader(RawBench(str(raw_path), starts, lengths, frames, rstride, crop), workers=workers,
-                                  batch_size=batch_size, batches=batches))
+        plan.append(("raw", RawBench(str(raw_path), starts, lengths, frames, max(1, stride // step), crop), batches, {}))
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in plan}
+        for rnd in range(repeats):
+            for name, ds, nb, _ in plan:
+                res = time_loader(ds, workers=workers, batch_size=batch_size, batches=nb, seed=rnd)
+                runs[name].append(res)
+                click.echo(f"[round {rnd + 1}/{repeats}] {name:>12s}: {res['clips_per_s']:9.1f} clips/s")
+    for name, _, _, extra in plan:
+        cps = [r["clips_per_s"] for r in runs[name]]
+        med = float(np.median(cps))
+        rows[name] = {"clips_per_s": med, "mb_per_s": med * clip_bytes / 1e6, "clips_per_s_runs": cps,
+                      "clips_per_run": runs[name][0]["clips"], **extra}
+        click.echo(f"{name:>14s}: {med:9.1f} clips/s  {rows[name]['mb_per_s']:8.1f} MB/s  (median of {len(cps)})")
 
     store_cps = rows["store"]["clips_per_s"]
     per_process = store_cps / max(workers, 1)
@@ -244,7 +249,7 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         "videos": int(len(videos)),
         "recipe": {"frames": frames, "stride": stride, "frame_size": [h, w], "crop": crop,
                    "bytes_per_clip": clip_bytes},
-        "workers": workers, "batch_size": batch_size, "batches": batches,
+        "workers": workers, "batch_size": batch_size, "batches": batches, "repeats": repeats,
         "store_layout": {"chunks": list(frames_arr.chunks), "shards": list(frames_arr.shards or []),
                          "compressors": [str(c) for c in (frames_arr.compressors or ())]},
         "rows": rows,
@@ -289,19 +294,22 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
               default=("auto",), show_default=True,
               help="Store read strategy (zarr = auto through zarr-python, no direct chunk reads); repeat to "
                    "compare, the first is the headline row.")
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Rounds over all rows (interleaved); the JSON reports the median and every run.")
 @click.option("--gpu-clips-per-s", type=float, default=100.0, show_default=True,
               help="Training speed of one GPU, for the GPUs-fed estimate.")
 @click.option("--raw-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to put the temporary uncompressed copy (default: system temp).")
 def bench_loader(store: str, json_out: Path, workers: int, batches: int, pyav_batches: int | None, batch_size: int,
                  max_videos: int, frames: int, stride: int, crop: int, video_root: Path | None, skip_pyav: bool,
-                 full_sample: bool, read_modes: tuple[str, ...], gpu_clips_per_s: float, raw_dir: Path | None) -> None:
+                 full_sample: bool, read_modes: tuple[str, ...], repeats: int, gpu_clips_per_s: float,
+                 raw_dir: Path | None) -> None:
     """Store loader vs on-the-fly PyAV decoding vs raw memmap reads, same videos and workers."""
     torch.set_num_threads(1)
     result = run_bench(store, workers=workers, batches=batches, batch_size=batch_size, max_videos=max_videos,
                        frames=frames, stride=stride, crop=crop, video_root=video_root, skip_pyav=skip_pyav,
                        full_sample=full_sample, read_modes=tuple(read_modes), gpu_clips_per_s=gpu_clips_per_s,
-                       raw_dir=raw_dir, pyav_batches=pyav_batches)
+                       raw_dir=raw_dir, pyav_batches=pyav_batches, repeats=repeats)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
     click.echo(f"wrote {json_out}")

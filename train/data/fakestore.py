@@ -76,7 +76,7 @@ def fake_keypoints(video_row: int, local_frames: np.ndarray, people: int) -> np.
         kp[:, p, :, 0] = 0.1 + 0.04 * j + 0.001 * f + 0.01 * p
         kp[:, p, :, 1] = 0.2 + 0.03 * j + 0.002 * (f % 50) + 0.01 * video_row
         kp[:, p, :, 2] = 0.9
-    # joint 3 (right ear... index 3 = left ear) missing on frames where f % 7 == 3: short gaps
+    # joint 3 (left ear) missing on frames where f % 7 == 3: short gaps for the interpolation
     kp[(local_frames % 7) == 3, :, 3, :] = 0.0
     return kp
 

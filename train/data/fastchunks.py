@@ -186,9 +186,18 @@ class DirectChunkReader:
     def read(self, rows: np.ndarray) -> np.ndarray:
         """Rows `rows` (sorted unique int64, in range) as one array (len(rows), *shape[1:])."""
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
-        cid = rows // self.chunk_rows
-        bounds = np.flatnonzero(np.diff(cid)) + 1
-        for seg in np.split(np.arange(len(rows)), bounds):
-            c = int(cid[seg[0]])
-            out[seg] = self.chunk(c)[rows[seg] - c * self.chunk_rows]
+        cr = self.chunk_rows
+        rl = rows.tolist()
+        i, n = 0, len(rl)
+        while i < n:  # plain-int loop: per-row numpy overhead dominated at 1-frame chunks
+            c = rl[i] // cr
+            j = i + 1
+            while j < n and rl[j] // cr == c:
+                j += 1
+            data = self.chunk(c)
+            if j - i == 1:
+                out[i] = data[rl[i] - c * cr]
+            else:
+                out[i:j] = data[rows[i:j] - c * cr]
+            i = j
         return out

@@ -50,6 +50,8 @@ synth: setup
 preprocess: setup $(if $(filter synthetic,$(DATASET)),synth)
 	$(BIN)/csvr preprocess $(DATASET) --root $(ROOT) --out $(OUT) --workers $(WORKERS) --pose $(POSE) \
 	  $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	$(BIN)/csvr shards verify $(OUT)
+	$(BIN)/csvr shards info $(OUT)
 
 # The store, built only when absent (pretrain/finetune/evaluate depend on it).
 store: setup

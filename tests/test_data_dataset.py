@@ -137,3 +137,100 @@ def test_dataset_pickles_and_runs_in_spawned_worker(store):
                         num_workers=1, multiprocessing_context="spawn")
     (batch,) = list(loader)
     assert sorted(batch["video_index"].tolist()) == [0, 1, 2]
+
+
+FULL = ClipSpec(frames=4, stride=2, future_frames=4, max_iframes=3)
+
+
+def _same(a: dict, b: dict) -> None:
+    assert set(a) == set(b)
+    for k in a:
+        assert a[k].shape == b[k].shape and a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("cls", [ClipDataset, EvalClipDataset])
+def test_getitems_batch_equals_per_item_samples(store, cls):
+    from torch.utils.data import default_collate
+
+    from train.data import SampleBatch, collate_samples
+
+    ds = cls(store, split=None, spec=FULL)
+    keys = [(0, 11), (2, 5), (1, 7), (0, 11)]
+    got = ds.__getitems__(keys)
+    assert isinstance(got, SampleBatch) and len(got) == 4
+    want = default_collate([ds[k] for k in keys])
+    _same(collate_samples(got), want)
+    _same(default_collate(got), want)  # plain default_collate on the batch object gives the same batch
+    _same(got[1], ds[keys[1]])
+
+
+def test_worker_crop_is_the_uncropped_sample_at_the_origin(store):
+    plain = ClipDataset(store, split=None, spec=FULL)
+    cropped = ClipDataset(store, split=None, spec=ClipSpec(frames=4, stride=2, future_frames=4, max_iframes=3, crop=112))
+    origins = set()
+    for seed in range(6):
+        a, b = plain[(seed % 3, seed)], cropped[(seed % 3, seed)]
+        y0, x0 = b["crop_origin"].tolist()
+        origins.add((y0, x0))
+        assert 0 <= y0 <= 128 - 112 and 0 <= x0 <= 171 - 112 and b["frame_size"].tolist() == [128, 171]
+        assert torch.equal(b["clip"], a["clip"][:, y0:y0 + 112, x0:x0 + 112])
+        assert torch.equal(b["future_clip"], a["future_clip"][:, y0:y0 + 112, x0:x0 + 112])
+        for key in ("frame_indices", "pose", "pose_mask", "iframe_mask", "iframe_indices", "label"):
+            assert torch.equal(a[key], b[key]), key
+        for j in range(3):
+            iy, ix = b["iframe_crop_origin"][j].tolist()
+            if b["iframe_mask"][j]:
+                assert torch.equal(b["iframes"][j], a["iframes"][j, iy:iy + 112, ix:ix + 112])
+            else:
+                assert (iy, ix) == (-1, -1) and not b["iframes"][j].any()
+    assert len(origins) > 1  # random, not fixed
+    ev = EvalClipDataset(store, split=None, spec=ClipSpec(future_frames=0, max_iframes=0, crop=112), num_clips=2)
+    assert ev[0]["crop_origin"].tolist() == [8, 29]  # centre crop at 128x171
+
+
+def test_worker_crop_then_augment_keeps_pose_on_the_pixels(store):
+    """Frames cropped in the worker + ClipAugment give exactly what device-side cropping gives."""
+    from train.data import ClipAugment, collate_samples
+
+    spec_c = ClipSpec(frames=4, stride=2, future_frames=4, max_iframes=3, crop=112)
+    cropped = ClipDataset(store, split=None, spec=spec_c)
+    plain = ClipDataset(store, split=None, spec=FULL)
+    keys = [(i % 3, 40 + i) for i in range(6)]
+    pre = collate_samples(cropped.__getitems__(keys))
+    full = collate_samples(plain.__getitems__(keys))
+    aug = ClipAugment(crop=112, train=True, jitter_p=0.0, blur_p=0.0, normalize=False)
+    out = aug(pre, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out["aug_crop"], pre["crop_origin"])
+    # reference: the device path on the uncropped frames with the worker's crop origins
+    n = len(keys)
+    ref_p = {"y0": pre["crop_origin"][:, 0], "x0": pre["crop_origin"][:, 1], "flip": out["aug_flip"].cpu(),
+             "brightness": torch.ones(n), "contrast": torch.ones(n), "saturation": torch.ones(n),
+             "hue": torch.zeros(n), "blur": torch.zeros(n, dtype=torch.bool), "sigma": torch.ones(n)}
+    ref_video = aug._video(torch.cat([full["clip"], full["future_clip"]], 1), ref_p)
+    assert torch.equal(torch.cat([out["clip"], out["future_clip"]], 2), ref_video)
+    ref_pose, ref_mask = aug._pose(full["pose"], full["pose_mask"], 128, 171, ref_p)
+    torch.testing.assert_close(out["pose"], ref_pose)
+    assert torch.equal(out["pose_mask"], ref_mask)
+    # and numerically: x' * 112 = x * W - x0 (before the flip), per sample
+    i = int(torch.nonzero(~out["aug_flip"])[0]) if (~out["aug_flip"]).any() else None
+    if i is not None:
+        y0, x0 = pre["crop_origin"][i].tolist()
+        seen = pre["pose_mask"][i]
+        x = out["pose"][i][..., 0][seen] * 112
+        torch.testing.assert_close(x, full["pose"][i][..., 0][seen] * 171 - x0)
+    with pytest.raises(ValueError, match="cropped in the worker"):
+        ClipAugment(crop=96)(pre)
+
+
+def test_dataloader_with_collate_samples_and_workers(store):
+    from train.data import collate_samples
+
+    ds = ClipDataset(store, split="train", spec=ClipSpec(frames=4, future_frames=4, max_iframes=2, crop=112))
+    sampler = ShardLocalSampler(ds, num_replicas=1, rank=0, seed=3)
+    ref = [collate_samples(ds.__getitems__(list(b))) for b in torch.utils.data.BatchSampler(sampler, 2, False)]
+    loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2, collate_fn=collate_samples,
+                        multiprocessing_context="fork")
+    got = list(loader)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref):
+        _same(g, r)

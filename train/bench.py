@@ -34,7 +34,8 @@ def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int,
     from train.pretrain import pretrain
 
     over = (f"model.backbone={backbone}", f"stages=[{{name: {stage}, steps: {warmup + steps}}}]",
-            "run.image_every=0", f"run.checkpoint_every={10 ** 9}", "run.tensorboard=false", *overrides)
+            "run.image_every=0", "run.log_every=1", f"run.checkpoint_every={10 ** 9}", "run.tensorboard=false",
+            *overrides)
     cfg = load_config(PretrainConfig, config, over)
     marks: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="csvr-bench-") as tmp:

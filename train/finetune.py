@@ -281,6 +281,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
                 norms = grad_norms({n: m for n, m in net.named_children() if any(True for _ in m.parameters())})
                 if cfg.optim.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
+                lr = optimizer.param_groups[0]["lr"]  # the lr this step used
                 optimizer.step()
                 scheduler.step()
                 step += 1
@@ -288,7 +289,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
                 if step % cfg.run.log_every == 0:
                     acc = float((logits.argmax(1) == batch["label"]).float().mean())
                     logger.log({"step": step, "stage": "finetune", "epoch": epoch, "loss/ce": float(loss.detach()),
-                                "acc/train_top1": acc, **norms, "lr": optimizer.param_groups[0]["lr"],
+                                "acc/train_top1": acc, **norms, "lr": lr,
                                 "samples_per_s": timing["samples_per_s"],
                                 "data_wait_frac": timing["data_wait_frac"], "step_s": timing["step_s"]})
             metrics = evaluate_clips(model, eval_loader, eval_aug, dist_info.device, cfg.run.amp)

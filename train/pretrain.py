@@ -177,6 +177,7 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
         if dist_info.device.type == "cuda":
             torch.cuda.synchronize(dist_info.device)
         timer.data_ready()
+        lr = optimizer.param_groups[0]["lr"]  # the lr this step used
         scalars = step_fn(model, batch, optimizer, ctx)
         scheduler.step()
         step += 1
@@ -185,7 +186,7 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
         timing = timer.step_done(cfg.batch_size * dist_info.world_size)
         if step % cfg.run.log_every == 0 or step == stage.steps:
             logger.log({"step": step, "stage": stage.name, "epoch": batches.position.epoch,
-                        **scalars, "lr": optimizer.param_groups[0]["lr"],
+                        **scalars, "lr": lr,
                         "samples_per_s": timing["samples_per_s"], "data_wait_frac": timing["data_wait_frac"],
                         "step_s": timing["step_s"]})
         if progress_bar is not None:

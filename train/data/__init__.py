@@ -6,12 +6,12 @@ See docs/loader.md.
 """
 
 from .augment import COCO_FLIP_PERM, KINETICS_MEAN, KINETICS_STD, ClipAugment
-from .dataset import ClipDataset, EvalClipDataset, sample_seed
+from .dataset import ClipDataset, EvalClipDataset, SampleBatch, collate_samples, sample_seed
 from .sampler import ShardLocalSampler
 from .sampling import ClipSpec
 from .store import SCHEMA, StoreError, StoreReader, open_group
 
 __all__ = [
     "COCO_FLIP_PERM", "KINETICS_MEAN", "KINETICS_STD", "SCHEMA", "ClipAugment", "ClipDataset", "ClipSpec",
-    "EvalClipDataset", "ShardLocalSampler", "StoreError", "StoreReader", "open_group", "sample_seed",
+    "EvalClipDataset", "SampleBatch", "ShardLocalSampler", "StoreError", "StoreReader", "collate_samples", "open_group", "sample_seed",
 ]

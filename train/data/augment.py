@@ -9,6 +9,9 @@ already moved to the device. Output: the same dict with
   aug_crop (B,2) int64 (y0, x0) and aug_flip (B,) bool for debugging.
 A clip and its future clip share one crop, flip, jitter and blur (one continuous video); every I-frame
 gets its own parameters (the paper's separate I-frame view). `train=False` gives the centre crop only.
+Batches cropped in the worker (`ClipSpec(crop=c)`: frames already c x c, plus `crop_origin` and
+`frame_size`) are not cropped again; poses are mapped with the worker's crop origin, and `aug_crop`
+reports it. Flip, jitter, blur and normalisation are applied as usual.
 Normalisation: (x/255 - mean) / std with the Kinetics mean/std used by torchvision's video models.
 """
 
@@ -140,12 +143,15 @@ class ClipAugment(torch.nn.Module):
             x = (x - self.mean.to(x)) / self.std.to(x)
         return x
 
-    def _pose(self, pose: torch.Tensor, mask: torch.Tensor, h: int, w: int,
+    def _pose(self, pose: torch.Tensor, mask: torch.Tensor, h: int | torch.Tensor, w: int | torch.Tensor,
               p: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """h, w: the full frame size the pose is normalised to (scalars, or (B,) per item)."""
         c = float(self.crop)
         dev = pose.device
         y0 = p["y0"].to(dev, pose.dtype).view(-1, 1, 1)
         x0 = p["x0"].to(dev, pose.dtype).view(-1, 1, 1)
+        h = torch.as_tensor(h, dtype=pose.dtype, device=dev).reshape(-1, 1, 1)
+        w = torch.as_tensor(w, dtype=pose.dtype, device=dev).reshape(-1, 1, 1)
         missing = (pose[..., 0] == 0) & (pose[..., 1] == 0) & (pose[..., 2] == 0)
         out = pose.clone()
         out[..., 0] = (pose[..., 0] * w - x0) / c
@@ -168,10 +174,18 @@ class ClipAugment(torch.nn.Module):
         p = self._params(b, h, w, generator)
         video = self._video(torch.cat([clip, fut], dim=1), p)
         out["clip"], out["future_clip"] = video[:, :, :t], video[:, :, t:]
+        pose_p, ph, pw = p, h, w
+        if "crop_origin" in batch:  # cropped in the worker (ClipSpec.crop): frames are c x c already
+            if (h, w) != (self.crop, self.crop):
+                raise ValueError(f"batch has crop_origin (cropped in the worker) but frames are {h}x{w}, "
+                                 f"not the augmentation crop {self.crop}x{self.crop}")
+            origin = batch["crop_origin"].to("cpu", torch.int64)
+            pose_p = {"y0": origin[:, 0], "x0": origin[:, 1], "flip": p["flip"]}
+            ph, pw = batch["frame_size"][:, 0], batch["frame_size"][:, 1]
         for key in ("pose", "future_pose"):
             if key in batch:
-                out[key], out[f"{key}_mask"] = self._pose(batch[key], batch[f"{key}_mask"], h, w, p)
-        out["aug_crop"] = torch.stack([p["y0"], p["x0"]], 1).to(clip.device)
+                out[key], out[f"{key}_mask"] = self._pose(batch[key], batch[f"{key}_mask"], ph, pw, pose_p)
+        out["aug_crop"] = torch.stack([pose_p["y0"], pose_p["x0"]], 1).to(clip.device)
         out["aug_flip"] = p["flip"].to(clip.device)
         if "iframes" in batch:
             fr = batch["iframes"]

@@ -23,8 +23,14 @@ import numpy as np
 _MISSING = 2**64 - 1
 
 
-def _inner_decoder(codecs: list[dict[str, Any]], dtype: np.dtype) -> Any | None:
-    """A function bytes -> bytes for a `bytes` (+ one compressor) codec chain, or None if unsupported."""
+def _copy_into(raw: bytes, dest: np.ndarray) -> None:
+    dest.reshape(-1).view(np.uint8)[:] = np.frombuffer(raw, np.uint8)
+
+
+def _inner_decoder(codecs: list[dict[str, Any]], dtype: np.dtype) -> tuple[Any, Any] | None:
+    """(decode: bytes -> bytes, decode_into: (bytes, contiguous array) -> None) for a `bytes` (+ one
+    compressor) codec chain, or None if unsupported. `decode_into` writes straight into the destination
+    (no intermediate buffer)."""
     if not codecs or codecs[0].get("name") != "bytes":
         return None
     endian = (codecs[0].get("configuration") or {}).get("endian", "little")
@@ -32,18 +38,19 @@ def _inner_decoder(codecs: list[dict[str, Any]], dtype: np.dtype) -> Any | None:
         return None
     rest = codecs[1:]
     if not rest:
-        return lambda b: b
+        return (lambda b: b), _copy_into
     if len(rest) > 1:
         return None
     name = rest[0].get("name")
     if name == "blosc":
         from numcodecs import blosc
 
-        return blosc.decompress
+        return blosc.decompress, blosc.decompress
     if name == "zstd":
         from numcodecs import Zstd
 
-        return Zstd().decode
+        z = Zstd()
+        return z.decode, lambda b, dest: z.decode(b, out=dest)
     return None
 
 
@@ -64,7 +71,7 @@ class DirectChunkReader:
             cfg = codecs[0]["configuration"]
             self.chunk_shape = tuple(cfg["chunk_shape"])
             self.shard_rows = grid[0]
-            self.decode = _inner_decoder(cfg["codecs"], self.dtype)
+            self.decoders = _inner_decoder(cfg["codecs"], self.dtype)
             self.index_at_end = cfg.get("index_location", "end") == "end"
             idx = cfg.get("index_codecs") or []
             names = [c.get("name") for c in idx]
@@ -74,8 +81,9 @@ class DirectChunkReader:
         else:
             self.chunk_shape = grid
             self.shard_rows = grid[0]
-            self.decode = _inner_decoder(codecs, self.dtype)
+            self.decoders = _inner_decoder(codecs, self.dtype)
             self.index_ok = True
+        self.decode, self.decode_into = self.decoders or (None, None)
         self.chunk_rows = self.chunk_shape[0]
         self.chunks_per_shard = self.shard_rows // self.chunk_rows
         self.row_items = int(np.prod(self.shape[1:], dtype=np.int64))
@@ -101,14 +109,14 @@ class DirectChunkReader:
             r = cls(path, meta)
         except (KeyError, TypeError, IndexError, ValueError):
             return None
-        if r.decode is None or not r.index_ok or r.dtype.kind not in "uif" or r.shard_rows % r.chunk_rows:
+        if r.decoders is None or not r.index_ok or r.dtype.kind not in "uif" or r.shard_rows % r.chunk_rows:
             return None
         if tuple(r.chunk_shape[1:]) != tuple(r.shape[1:]) or (r.sharded and r.shard_rows < r.chunk_rows):
             return None
         return r
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_fds": {}, "_index": {}, "_cache": OrderedDict()}
+        return {**self.__dict__, "_fds": {}, "_index": {}, "_cache": OrderedDict(), "_scratch": None}
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -154,30 +162,34 @@ class DirectChunkReader:
     def _fill_chunk(self) -> np.ndarray:
         return np.full(self.chunk_shape, self.fill if self.fill is not None else 0, dtype=self.dtype)
 
+    def raw_chunk(self, c: int) -> bytes | None:
+        """The encoded bytes of chunk `c`, or None where nothing was written (fill value)."""
+        if self.sharded:
+            shard, pos = divmod(c, self.chunks_per_shard)
+            idx = self._shard_index(shard)
+            if idx is None:
+                return None
+            off, nbytes = idx[pos].tolist()
+            if off == _MISSING and nbytes == _MISSING:
+                return None
+            raw = os.pread(self._fds[shard], nbytes, off)
+            if len(raw) != nbytes:
+                raise OSError(f"{self._key(shard)}: short read of chunk {pos}")
+            return raw
+        fd = self._fd(c)
+        return None if fd is None else os.pread(fd, os.fstat(fd).st_size, 0)
+
     def chunk(self, c: int) -> np.ndarray:
         """Decoded chunk `c` (along axis 0), shape `chunk_shape`; fill value where nothing was written."""
         hit = self._cache.get(c)
         if hit is not None:
             self._cache.move_to_end(c)
             return hit
-        if self.sharded:
-            shard, pos = divmod(c, self.chunks_per_shard)
-            idx = self._shard_index(shard)
-            if idx is None or (idx[pos, 0] == _MISSING and idx[pos, 1] == _MISSING):
-                out = self._fill_chunk()
-            else:
-                off, nbytes = int(idx[pos, 0]), int(idx[pos, 1])
-                raw = os.pread(self._fd(shard), nbytes, off)
-                if len(raw) != nbytes:
-                    raise OSError(f"{self._key(shard)}: short read of chunk {pos}")
-                out = np.frombuffer(self.decode(raw), dtype=self.dtype).reshape(self.chunk_shape)
+        raw = self.raw_chunk(c)
+        if raw is None:
+            out = self._fill_chunk()
         else:
-            fd = self._fd(c)
-            if fd is None:
-                out = self._fill_chunk()
-            else:
-                raw = os.pread(fd, os.fstat(fd).st_size, 0)
-                out = np.frombuffer(self.decode(raw), dtype=self.dtype).reshape(self.chunk_shape)
+            out = np.frombuffer(self.decode(raw), dtype=self.dtype).reshape(self.chunk_shape)
         self._cache[c] = out
         if len(self._cache) > 4:
             self._cache.popitem(last=False)
@@ -201,3 +213,36 @@ class DirectChunkReader:
                 out[i:j] = data[rows[i:j] - c * cr]
             i = j
         return out
+
+    def read_into(self, rows: list[int], out: np.ndarray, window: tuple[slice, slice] | None = None) -> None:
+        """Write rows `rows` (any order, repeats allowed, in range) into `out[k]`, optionally cropped.
+
+        `out` has shape (len(rows), *row_shape) or, with `window` = (row slice, column slice) over axes 1
+        and 2, the cropped shape. With 1-row chunks and no window each chunk is decompressed straight
+        into its destination row (no intermediate copy); otherwise through the chunk cache.
+        """
+        if self.chunk_rows == 1 and window is None and out.flags.c_contiguous:
+            for k, r in enumerate(rows):
+                raw = self.raw_chunk(r)
+                if raw is None:
+                    out[k] = self.fill if self.fill is not None else 0
+                else:
+                    self.decode_into(raw, out[k])
+            return
+        if self.chunk_rows == 1:
+            scratch = getattr(self, "_scratch", None)
+            if scratch is None:
+                scratch = self._scratch = np.empty(self.chunk_shape[1:], self.dtype)
+            ys, xs = window if window is not None else (slice(None), slice(None))
+            for k, r in enumerate(rows):
+                raw = self.raw_chunk(r)
+                if raw is None:
+                    out[k] = self.fill if self.fill is not None else 0
+                else:
+                    self.decode_into(raw, scratch)
+                    out[k] = scratch[ys, xs]
+            return
+        cr = self.chunk_rows
+        for k, r in enumerate(rows):
+            data = self.chunk(r // cr)[r % cr]
+            out[k] = data if window is None else data[window[0], window[1]]

@@ -251,6 +251,27 @@ class StoreReader:
             data = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return data if len(uniq) == len(rows) and (uniq == rows).all() else data[inverse]
 
+    def read_rows_into(self, name: str, rows: list[int] | np.ndarray, out: np.ndarray,
+                       window: tuple[slice, slice] | None = None) -> None:
+        """Write rows `rows` (any order, repeats allowed) of array `name` into `out`, optionally cropped.
+
+        `window` = (slice over axis 1, slice over axis 2) crops each row (frames: a spatial crop). The
+        batched loader path: with the direct reader and 1-frame chunks each chunk is decompressed
+        straight into its destination; otherwise the rows are read with `read_rows` and copied.
+        """
+        rl = [int(r) for r in rows]
+        if not rl:
+            return
+        direct = self.direct_reader(name) if self.read_mode != "index" else None
+        n = direct.shape[0] if direct is not None else self.array(name).shape[0]
+        if min(rl) < 0 or max(rl) >= n:
+            raise IndexError(f"store {self.path}: rows {min(rl)}..{max(rl)} out of range for {name} ({n} rows)")
+        if direct is not None:
+            direct.read_into(rl, out, window)
+            return
+        data = self.read_rows(name, np.asarray(rl, dtype=np.int64))
+        out[...] = data if window is None else data[:, window[0], window[1]]
+
     def video_rows(self, video: int) -> tuple[int, int]:
         """(frame_start, num_frames) of video-table row `video`."""
         return int(self.videos["frame_start"][video]), int(self.videos["num_frames"][video])

@@ -24,6 +24,7 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from .dataset import ClipDataset, sample_seed
+from .dataset import ClipDataset, SampleBatch, _alloc_batch, collate_samples, sample_seed
 from .sampling import ClipSpec
 from .store import StoreReader
 
@@ -46,22 +47,35 @@ def _crop(frames: np.ndarray, rng: np.random.Generator, c: int) -> np.ndarray:
 
 
 class StoreBench(Dataset):
-    """Row 1: clips from the store via `ClipDataset`, cropped in the worker."""
+    """Row 1: clips from the store via `ClipDataset`, cropped in the worker (`ClipSpec.crop`), whole
+    batches assembled by `ClipDataset.__getitems__` into one shared buffer. `full=True`: the complete
+    CSVR sample (future clip, poses, I-frames) at the stored size, as training reads it."""
 
     def __init__(self, reader: StoreReader, videos: np.ndarray, spec: ClipSpec, crop: int, full: bool = False):
+        spec = replace(spec, crop=None, poses=True) if full else replace(spec, crop=crop, poses=False)
         self.ds = ClipDataset(reader, split=None, spec=spec)
         pos = {int(v): i for i, v in enumerate(self.ds.videos)}
         self.items = [pos[int(v)] for v in videos]
-        self.crop, self.full = crop, full
+        self.full = full
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def _key(self, i: int) -> tuple[int, int]:
+        return self.items[i], sample_seed(0, 0, i)
+
     def __getitem__(self, i: int) -> Any:
-        s = self.ds[(self.items[i], sample_seed(0, 0, i))]
-        if self.full:
-            return s
-        return torch.from_numpy(_crop(s["clip"].numpy(), np.random.default_rng(i), self.crop))
+        s = self.ds[self._key(i)]
+        return s if self.full else s["clip"]
+
+    def __getitems__(self, indices: list[int]) -> SampleBatch:
+        return self.ds.__getitems__([self._key(i) for i in indices])
+
+
+class StoreBenchPerItem(StoreBench):
+    """Row 1 without batched assembly: one `ClipDataset[i]` per sample, then PyTorch's default collate."""
+
+    __getitems__ = None  # type: ignore[assignment]  # the DataLoader then calls __getitem__ per sample
 
 
 class PyAVBench(Dataset):
@@ -122,15 +136,36 @@ class RawBench(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_mm": None}
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def _mmap(self) -> np.ndarray:
         if self._mm is None:
             self._mm = np.load(self.path, mmap_mode="r")
+        return self._mm
+
+    def _fill(self, out: np.ndarray, i: int) -> None:
+        mm = self._mmap()
         rng = np.random.default_rng(i)
         n = int(self.lengths[i])
         span = (self.frames - 1) * self.stride + 1
         start = int(rng.integers(0, max(n - span, 0) + 1))
-        rows = self.starts[i] + np.minimum(start + np.arange(self.frames) * self.stride, n - 1)
-        return torch.from_numpy(_crop(self._mm[rows], rng, self.crop))
+        rows = (self.starts[i] + np.minimum(start + np.arange(self.frames) * self.stride, n - 1)).tolist()
+        h, w = mm.shape[1:3]
+        c = self.crop
+        y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+        for k, r in enumerate(rows):  # straight from the page cache into the batch buffer
+            out[k] = mm[r, y:y + c, x:x + c]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        out = np.empty((self.frames, self.crop, self.crop, 3), np.uint8)
+        self._fill(out, i)
+        return torch.from_numpy(out)
+
+    def __getitems__(self, indices: list[int]) -> SampleBatch:
+        """The same batched assembly as the store row: one shared buffer per batch."""
+        batch = _alloc_batch({"clip": ((len(indices), self.frames, self.crop, self.crop, 3), torch.uint8)})
+        arr = batch["clip"].numpy()
+        for b, i in enumerate(indices):
+            self._fill(arr[b], i)
+        return SampleBatch(batch)
 
 
 def time_loader(dataset: Dataset, *, workers: int, batch_size: int, batches: int, warmup: int = 2,
@@ -139,6 +174,7 @@ def time_loader(dataset: Dataset, *, workers: int, batch_size: int, batches: int
     n = (batches + warmup) * batch_size
     sampler = RandomSampler(dataset, replacement=True, num_samples=n, generator=torch.Generator().manual_seed(seed))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        collate_fn=collate_samples,
                         persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
                         prefetch_factor=4 if workers else None, drop_last=True)
     it = iter(loader)

@@ -217,7 +217,9 @@ def test_worker_crop_then_augment_keeps_pose_on_the_pixels(store):
         y0, x0 = pre["crop_origin"][i].tolist()
         seen = pre["pose_mask"][i]
         x = out["pose"][i][..., 0][seen] * 112
+        y = out["pose"][i][..., 1][seen] * 112
         torch.testing.assert_close(x, full["pose"][i][..., 0][seen] * 171 - x0)
+        torch.testing.assert_close(y, full["pose"][i][..., 1][seen] * 128 - y0)
     with pytest.raises(ValueError, match="cropped in the worker"):
         ClipAugment(crop=96)(pre)
 

@@ -37,7 +37,9 @@ def test_info(store):
     assert data["schema"] == "csvr-store/1" and data["complete"] is True
     assert data["summary"]["ok"] == 4 and data["summary"]["failed"] == 5
     assert data["arrays"]["frames"]["shape"] == [126, 128, 171, 3]
-    assert data["arrays"]["frames"]["shards"][0] == 32 and data["arrays"]["frames"]["chunks"][0] == 32
+    from preprocess.store import FRAME_CHUNK
+
+    assert data["arrays"]["frames"]["shards"][0] == 32 and data["arrays"]["frames"]["chunks"][0] == FRAME_CHUNK
     assert data["bytes_on_disk"] > 0 and data["arrays"]["frames"]["ratio"] > 1
     text = run("info", str(store)).output
     assert "4 ok, 5 failed" in text and "v_bad_zero.avi: zero-byte file" in text

@@ -159,8 +159,6 @@ def model_config_for(cfg: FinetuneConfig, pretrained: str | Path | None) -> Mode
         raise ckpt_mod.CheckpointError(
             f"{pretrained}: pretrained with backbone {mc.backbone!r} but the fine-tuning config asks for "
             f"{cfg.model.backbone!r} (set model.backbone to match)")
-    if cfg.variant == "concat":
-        mc.integration = "concat" if mc.integration == "concat" else mc.integration
     return mc
 
 
@@ -321,3 +319,17 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     if dist_info.is_main:
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def load_finetuned(path: str | Path, device: str | torch.device = "cpu") -> DownstreamNet:
+    """Rebuild a fine-tuned network from its checkpoint alone (`best.pt`/`last.pt`), in eval mode.
+
+    Call it as `net(batch["clip"], batch["pose"][..., :2])` on an augmented batch -> logits (B, classes).
+    """
+    ck = ckpt_mod.load(path)
+    if ck.get("kind") != "finetune":
+        raise ckpt_mod.CheckpointError(f"{path}: a {ck.get('kind')!r} checkpoint, not a fine-tuning checkpoint")
+    mc = _from_dict(ModelConfig, ck["model_config"], f"{path}: model_config")
+    net = DownstreamNet(mc, ck["variant"], int(ck["num_classes"]), float(ck["config"].get("dropout", 0.0)))
+    net.load_state_dict(ck["model"])
+    return net.to(device).eval()

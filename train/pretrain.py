@@ -107,7 +107,8 @@ def _build_stage(cfg: PretrainConfig, stage: StageConfig, run_dir: Path, dist_in
     optimizer = build_optimizer(gen_params, disc_params, cfg.optim, cfg.batch_size * dist_info.world_size)
     scheduler = build_scheduler(optimizer, cfg.optim, total_steps)
     module = LossModule(net)
-    model = wrap_ddp(module, dist_info)
+    # every trainable group takes part in each step, unless a video target is switched off (Table V)
+    model = wrap_ddp(module, dist_info, find_unused=len(cfg.loss.video_targets) < 2)
     return net, model, optimizer, scheduler, groups, loaded
 
 
@@ -142,6 +143,11 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
         ck = ckpt_mod.load(last)
         progress = ckpt_mod.restore(ck, model=net, optimizer=optimizer, scheduler=scheduler, path=last)
         step = int(progress["step"])
+        rank_rng = _rank_rng_path(last, dist_info.rank)
+        if not dist_info.is_main and rank_rng.is_file():
+            own = ckpt_mod.load(rank_rng)
+            if int(own["step"]) == step:
+                ckpt_mod.set_rng_state(own["rng"])
         position = Position(int(progress["epoch"]), int(progress["batch"]))
         log.info("stage %s: resumed from %s at step %d (epoch %d, batch %d)", stage.name, last, step,
                  position.epoch, position.batch)
@@ -221,8 +227,15 @@ def _progress(stage: StageConfig, start: int, enabled: bool):
     return tqdm(total=stage.steps, initial=start, desc=f"pretrain/{stage.name}", leave=False, dynamic_ncols=True)
 
 
+def _rank_rng_path(path: Path, rank: int) -> Path:
+    return path.with_name(f"{path.stem}.rank{rank}.rng.pt")
+
+
 def _save(cfg: PretrainConfig, net: CSVRModel, optimizer, scheduler, stage: StageConfig, step: int,
           position: Position, groups: tuple[str, ...], path: Path, dist_info: DistInfo) -> None:
+    if not dist_info.is_main:  # every other rank keeps its own RNG streams (noise, augmentation)
+        ckpt_mod.save_atomic({"format": ckpt_mod.FORMAT, "kind": "rng", "rng": ckpt_mod.rng_state(), "step": step},
+                             _rank_rng_path(path, dist_info.rank))
     if dist_info.is_main:
         ck = ckpt_mod.make_checkpoint(
             kind="pretrain-resume", model=net, optimizer=optimizer, scheduler=scheduler,
@@ -277,3 +290,21 @@ def pretrain(cfg: PretrainConfig, store: str | Path, run_dir: str | Path, *, res
         ckpt_mod.save_atomic(ck, out)
     barrier()
     return out
+
+
+def load_pretrained_model(path: str | Path, device: str | torch.device = "cpu") -> CSVRModel:
+    """Rebuild the whole pretrained CSVR network from a pretraining checkpoint (e.g. RUN/checkpoints/final.pt).
+
+    `model.vnet.forward_pooled(batch["clip"])` gives the V-Network features used for retrieval;
+    `valid_groups` in the checkpoint says which groups hold trained weights. Returned in eval mode.
+    """
+    from train.config import ModelConfig, _from_dict
+
+    ck = ckpt_mod.load(path)
+    if ck.get("kind") not in ("pretrain-stage", "pretrain-resume"):
+        raise ckpt_mod.CheckpointError(f"{path}: a {ck.get('kind')!r} checkpoint, not a pretraining checkpoint")
+    mc = _from_dict(ModelConfig, ck["model_config"], f"{path}: model_config")
+    data = ck["config"]["data"]
+    net = CSVRModel(mc, int(data["frames"]), int(data["future_frames"]))
+    ckpt_mod.restore(ck, model=net, rng=False, path=path)
+    return net.to(device).eval()

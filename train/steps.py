@@ -124,8 +124,12 @@ def pose_losses(net: CSVRModel, batch: dict, cfg: LossConfig, weight: float) -> 
     p_in = batch["pose"][..., :2]
     p_gt = batch["future_pose"][..., :2]
     gen, feats = net.pose_gen(p_in)
-    l2 = L.pose_l2(gen.float(), p_gt.float(), batch["future_pose_mask"])
-    out = _gan_terms("pose", net.pose_gen, net.pose_disc, gen, p_gt, weight, cfg, p_in, l2)
+    mask = batch["future_pose_mask"]
+    l2 = L.pose_l2(gen.float(), p_gt.float(), mask)
+    # the critic sees real and generated futures with the same joints blanked (unobserved in the real
+    # one), so missing-joint zeros cannot give the real sequences away
+    keep = mask[..., None].to(gen.dtype)
+    out = _gan_terms("pose", net.pose_gen, net.pose_disc, gen * keep, p_gt * keep, weight, cfg, p_in, l2)
     out["_backward"] = out["_backward"] + weight * cfg.pose_l2_weight * l2
     out["pose"] = (out["pose_d"] + cfg.gp_weight * out["pose_gp"] + cfg.pose_l2_weight * l2).detach()
     out["_gen"] = gen.detach()
@@ -205,6 +209,7 @@ def _step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, ctx: 
     total.backward()
     net = model.module.net if hasattr(model, "module") else model.net
     norms = grad_norms(net.groups(ctx.groups))
+    ctx.check({k: torch.tensor(v) for k, v in norms.items()})  # finite losses can still give NaN gradients
     params = [p for g in ctx.groups for p in getattr(net, g).parameters() if p.requires_grad]
     if ctx.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(params, ctx.grad_clip)

@@ -1,0 +1,26 @@
+"""`csvr bench train` runs the real trainer for a few steps and reports speed numbers as JSON."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from train.bench import bench_train
+from train_testdata import FAST, TINY_PRETRAIN, train_store  # noqa: F401  (fixture)
+
+
+def test_bench_train_writes_json_rows(train_store, tmp_path):
+    out = tmp_path / "bench.json"
+    sets = [x for o in FAST for x in ("--set", o)]
+    result = CliRunner().invoke(bench_train, [str(train_store), "--json", str(out), "--config", str(TINY_PRETRAIN),
+                                              "--backbone", "r3d_18", "--stage", "pose", "--steps", "2",
+                                              "--warmup", "1", *sets])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["backbone"], row["stage"], row["batch_size"], row["steps_timed"]) == ("r3d_18", "pose", 4, 2)
+    assert row["step_s_median"] > 0 and row["samples_per_s"] == 4 / row["step_s_median"]
+    assert 0 <= row["data_wait_frac"] <= 1 and row["cpu_s_per_step_main_process"] >= 0
+    assert "r3d_18" in result.output and "samples/s" in result.output

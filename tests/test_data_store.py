@@ -106,3 +106,24 @@ def test_direct_reader_fill_value_and_fallback(tmp_path):
     assert DirectChunkReader.open(tmp_path / "g.zarr") is None  # unsupported codec: caller uses zarr-python
     zarr.create_array(tmp_path / "c.zarr", shape=(8, 4), dtype="uint8", chunks=(4, 2))
     assert DirectChunkReader.open(tmp_path / "c.zarr") is None  # chunked along axis 1
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_read_rows_into_equals_zarr_with_and_without_crop(tmp_path, chunk):
+    """The batched path (decompress straight into the destination, optional crop) returns zarr's bytes."""
+    p = write_fake_store(tmp_path / f"c{chunk}.zarr", FakeStoreSpec(videos=[FakeVideo(30), FakeVideo(25)],
+                                                                     chunk_frames=chunk))
+    fast, slow = StoreReader(p), StoreReader(p, direct=False)
+    assert fast.direct_reader("frames").chunk_rows == chunk
+    rows = [17, 3, 3, 40, 0, 54]  # any order, repeats
+    ref = slow.array("frames")[:][rows]
+    for reader in (fast, slow):
+        out = np.empty((len(rows), 128, 171, 3), np.uint8)
+        reader.read_rows_into("frames", rows, out)
+        assert np.array_equal(out, ref)
+        win = (slice(8, 120), slice(29, 141))
+        crop = np.empty((len(rows), 112, 112, 3), np.uint8)
+        reader.read_rows_into("frames", rows, crop, win)
+        assert np.array_equal(crop, ref[:, 8:120, 29:141])
+    with pytest.raises(IndexError, match="out of range"):
+        fast.read_rows_into("frames", [fast.num_rows], np.empty((1, 128, 171, 3), np.uint8))

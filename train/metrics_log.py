@@ -168,15 +168,13 @@ def save_pose_plot(path: str | Path, current: torch.Tensor, future_real: torch.T
 
 
 def _to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) float in any range -> (T, H, W, 3) uint8, min-max scaled per clip."""
-    v = video.detach().float().cpu()
-    lo, hi = float(v.min()), float(v.max())
-    v = (v - lo) / max(hi - lo, 1e-6)
+    """(3, T, H, W) float in [-1, 1] (generator range; clamped) -> (T, H, W, 3) uint8."""
+    v = ((video.detach().float().cpu() + 1) / 2).clamp(0, 1)
     return (v.permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
 
 
 def save_video_grid(path: str | Path, rows: dict[str, torch.Tensor], max_frames: int = 8) -> Path:
-    """Write a PNG grid: one row per named clip (3, T, H, W), frames left to right."""
+    """Write a PNG grid: one row per named clip (3, T, H, W) in [-1, 1], frames left to right."""
     from PIL import Image
 
     frames = {name: _to_uint8_frames(v) for name, v in rows.items()}

@@ -61,8 +61,8 @@ def video_target(clip: torch.Tensor, size: int) -> torch.Tensor:
     return x
 
 
-def _gan_terms(prefix: str, gen: nn.Module, disc: nn.Module, fake: torch.Tensor, real: torch.Tensor,
-               weight: float, cfg: LossConfig, cond: torch.Tensor | None, l2: torch.Tensor) -> dict[str, torch.Tensor]:
+def _gan_terms(prefix: str, disc: nn.Module, fake: torch.Tensor, real: torch.Tensor, weight: float,
+               cfg: LossConfig, cond: torch.Tensor | None, l2: torch.Tensor) -> dict[str, torch.Tensor]:
     """One conditional GAN's OSGAN terms; `<prefix>` is the backpropagated total (critic + GP + weighted L2)."""
     osgan = OneStageGAN(GAN_KIND, d_weight=weight, g_weight=weight * cfg.adv_weight)
     if cond is None:
@@ -129,7 +129,7 @@ def pose_losses(net: CSVRModel, batch: dict, cfg: LossConfig, weight: float) -> 
     # the critic sees real and generated futures with the same joints blanked (unobserved in the real
     # one), so missing-joint zeros cannot give the real sequences away
     keep = mask[..., None].to(gen.dtype)
-    out = _gan_terms("pose", net.pose_gen, net.pose_disc, gen * keep, p_gt * keep, weight, cfg, p_in, l2)
+    out = _gan_terms("pose", net.pose_disc, gen * keep, p_gt * keep, weight, cfg, p_in, l2)
     out["_backward"] = out["_backward"] + weight * cfg.pose_l2_weight * l2
     out["pose"] = (out["pose_d"] + cfg.gp_weight * out["pose_gp"] + cfg.pose_l2_weight * l2).detach()
     out["_gen"] = gen.detach()
@@ -173,7 +173,7 @@ def video_losses(net: CSVRModel, batch: dict, cfg: LossConfig, f_s: torch.Tensor
         target = video_target(batch[key], size)
         fake = gen_net(f_i)
         l2 = L.video_l2(fake.float(), target.float())
-        terms = _gan_terms(prefix, gen_net, disc, fake, target, 1.0, cfg, None, l2)
+        terms = _gan_terms(prefix, disc, fake, target, 1.0, cfg, None, l2)
         branch = terms.pop("_backward") + cfg.video_l2_weight * l2
         terms[prefix] = branch.detach()
         parts.append(branch)

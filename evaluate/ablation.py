@@ -19,9 +19,21 @@ from evaluate.report import ablation_markdown
 
 log = logging.getLogger(__name__)
 
-RunRow = Callable[[paper.AblationRow, Path], float]
+RunRow = Callable[[paper.AblationRow, Path], "float | Mapping[str, float]"]
 """Pretrain (per `row.pretrain`) and fine-tune (per `row.finetune_variant`) into the given folder;
-return the test top-1 as a fraction."""
+return the test top-1 as a fraction, or several named ones (e.g. {"clip": .., "video": ..}), stored
+as columns `<dataset> <name>`."""
+
+
+def _columns(dataset: str, value: float | Mapping[str, float]) -> dict[str, float]:
+    if isinstance(value, Mapping):
+        return {f"{dataset} {k}": float(v) for k, v in value.items()}
+    return {dataset: float(value)}
+
+
+def _done(vals: Mapping[str, float], dataset: str) -> dict[str, float]:
+    """The result columns of `dataset` already in a row's results ({} when the row has not run)."""
+    return {k: v for k, v in vals.items() if k == dataset or k.startswith(dataset + " ")}
 
 
 def row_signature(row: paper.AblationRow) -> str:
@@ -74,11 +86,12 @@ def run_ablation(
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.json"
     results: dict[str, dict[str, dict[str, float]]] = load_results(results_path) if results_path.is_file() else {}
-    by_signature: dict[str, float] = {}
+    by_signature: dict[str, dict[str, float]] = {}
     for table in tables:
         for row in paper.ablation_rows(table):
-            if row.key in results.get(table, {}) and dataset in results[table][row.key]:
-                by_signature[row_signature(row)] = results[table][row.key][dataset]
+            done = _done(results.get(table, {}).get(row.key, {}), dataset)
+            if done:
+                by_signature[row_signature(row)] = done
     for table in tables:
         wanted = set(rows[table]) if rows and table in rows else None
         for row in paper.ablation_rows(table):
@@ -87,10 +100,10 @@ def run_ablation(
             sig = row_signature(row)
             if sig not in by_signature:
                 log.info("ablation table %s row %s: running", table, row.key)
-                by_signature[sig] = float(run_row(row, out_dir / row.key))
+                by_signature[sig] = _columns(dataset, run_row(row, out_dir / row.key))
             else:
                 log.info("ablation table %s row %s: reusing result", table, row.key)
-            results.setdefault(table, {}).setdefault(row.key, {})[dataset] = by_signature[sig]
+            results.setdefault(table, {}).setdefault(row.key, {}).update(by_signature[sig])
             results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     md = out_dir / "ablation.md"
     md.write_text(ablation_report(results), encoding="utf-8")

@@ -72,39 +72,44 @@ def retrieval_cmd(features: Path, gallery: str, queries: str, ks: str, json_out:
 
 @evaluate.command("run")
 @click.option("--store", required=True, type=click.Path(exists=True, path_type=Path), help="The csvr-store/1 Zarr store.")
-@click.option("--pretrain-run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Pretraining run folder (retrieval features and pretext metrics).")
-@click.option("--finetune-run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Fine-tuning run folder (action recognition).")
+@click.option("--pretrain-run", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Pretraining run folder or .pt (retrieval features and pretext metrics, no fine-tuning).")
+@click.option("--finetune-run", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Fine-tuning run folder or .pt (action recognition).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for metrics.json, report.md, plots/, eval/features.h5.")
-@click.option("--groups", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-@click.option("--num-clips", default=10, show_default=True, help="Clips per video (sliding window).")
+@click.option("--groups", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSON with 'groups' class -> motion|context|both (e.g. data/synthetic/synthetic.json).")
+@click.option("--num-clips", default=10, show_default=True, help="Clips per video (uniformly spread).")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True,
+              help="Fine-tuning checkpoint: last epoch, or the epoch with the best test top-1 (test-set selection).")
 def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, out_dir: Path,
-            groups: Path | None, num_clips: int, batch_size: int, device: str) -> None:
+            groups: Path | None, num_clips: int, batch_size: int, device: str, checkpoint: str) -> None:
     """Evaluate checkpoints on a store: recognition, retrieval, pretext metrics, then the report."""
-    from evaluate.pipeline import EvalComponents, evaluate_run, video_id_map
-    from evaluate.seams import SeamNotConnected, StoreInfo, eval_batches, load_model_callables
+    import logging
+    import time
 
+    from evaluate.run import evaluate_checkpoints
+    from evaluate.seams import SeamNotConnected
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if pretrain_run is None and finetune_run is None:
         raise click.UsageError("give --pretrain-run and/or --finetune-run")
+    t0 = time.perf_counter()
     try:
-        info = StoreInfo(store)
-        fns = load_model_callables(pretrain_run, finetune_run, device)
-        comps = EvalComponents(
-            test_batches=eval_batches(store, "test", num_clips=num_clips, batch_size=batch_size, device=device),
-            train_batches=eval_batches(store, "train", num_clips=num_clips, batch_size=batch_size, device=device),
-            classify=fns.get("classify"), features=fns.get("features"), pretext=fns.get("pretext"),
-            video_frame=info.middle_frame, video_ids=video_id_map(info.ids),
-            attrs={"store": str(store), "pretrain_run": str(pretrain_run or ""), "finetune_run": str(finetune_run or "")},
-        )
-        written = evaluate_run(out_dir, comps, info.classes, info.class_groups(groups),
-                               run_info={"store": str(store), "dataset": info.attrs.get("dataset", "")})
-    except (SeamNotConnected, ValueError, FileNotFoundError) as e:
+        import torch
+
+        torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+        written = evaluate_checkpoints(store, out_dir, pretrain_run=pretrain_run, finetune_run=finetune_run,
+                                       groups=groups, num_clips=num_clips, batch_size=batch_size, device=device,
+                                       checkpoint=checkpoint)
+    except (SeamNotConnected, ValueError, FileNotFoundError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo(f"metrics: {written['metrics']}\nreport: {written['report']}")
+    plots = sorted(p for p in written.values() if p.suffix == ".png")
+    click.echo(f"metrics: {written['metrics']}\nreport: {written['report']}  ({len(plots)} plots, "
+               f"{time.perf_counter() - t0:.0f} s)")
 
 
 @click.group()
@@ -131,23 +136,58 @@ def ablate_table(results: Path, out: Path | None) -> None:
 
 @ablate.command("run")
 @click.option("--store", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--config", required=True, help="Pretraining/fine-tuning config name or file.")
+@click.option("--config", required=True,
+              help="Config name (configs/pretrain/NAME.yaml; fine-tuning: configs/finetune/NAME_ablation.yaml "
+                   "when it exists, else NAME.yaml) or a pretraining config file.")
+@click.option("--finetune-config", default=None, help="Fine-tuning config name or file (overrides the default above).")
 @click.option("--tables", default="I", show_default=True, help="Comma-separated: I, III, IV, V.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-def ablate_run(store: Path, config: str, tables: str, out_dir: Path) -> None:
-    """Pretrain + fine-tune every row of the tables and write results.json and ablation.md."""
+@click.option("--pretrain-run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Reuse this staged pretraining run (e.g. the demo's) instead of pretraining one in OUT/pretrain.")
+@click.option("--set-pretrain", "pretrain_overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a pretraining config value (rows that pretrain).")
+@click.option("--set-finetune", "finetune_overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a fine-tuning config value for every row, e.g. epochs=2.")
+@click.option("--epochs", type=int, default=None, help="Shortcut for --set-finetune epochs=N.")
+@click.option("--report", "report_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="An evaluation folder (csvr evaluate run --out): add the tables and the per-row per-class "
+                   "accuracy to its metrics.json and rebuild its report.md.")
+@click.option("--num-clips", default=10, show_default=True, help="Test clips per video for each row's evaluation.")
+@click.option("--device", default="cpu", show_default=True)
+def ablate_run(store: Path, config: str, finetune_config: str | None, tables: str, out_dir: Path,
+               pretrain_run: Path | None, pretrain_overrides: tuple[str, ...], finetune_overrides: tuple[str, ...],
+               epochs: int | None, report_dir: Path | None, num_clips: int, device: str) -> None:
+    """Pretrain + fine-tune + evaluate every row of the tables; writes results.json and ablation.md
+    (clip- and video-level top-1 beside the paper's numbers). Resumable: finished rows are kept."""
+    import logging
+    import time
+
     from evaluate.ablation import run_ablation
+    from evaluate.rows import RowRunner, ablation_finetune_config, resolve_config
     from evaluate.seams import SeamNotConnected, StoreInfo
 
-    def run_row(row, row_dir):  # SEAM (issue 6): pretrain per row.pretrain, fine-tune per row.finetune_variant
-        raise SeamNotConnected(
-            f"ablation row {row.key!r} needs the trainer: connect evaluate.cli.ablate_run.run_row "
-            "to train.pretrain/finetune (docs/evaluation.md, 'Connecting the trainer')")
-
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    overrides = tuple(finetune_overrides) + ((f"epochs={epochs}",) if epochs is not None else ())
     try:
+        from train.checkpoint import CheckpointError
+        from train.config import ConfigError
+
+        runner = RowRunner(store=store, pretrain_config=resolve_config("pretrain", config),
+                           finetune_config=(resolve_config("finetune", finetune_config) if finetune_config
+                                            else ablation_finetune_config(config)),
+                           out_dir=out_dir, pretrain_run=pretrain_run, pretrain_overrides=tuple(pretrain_overrides),
+                           finetune_overrides=overrides, device=device, num_clips=num_clips)
         info = StoreInfo(store)
         res = run_ablation([t.strip() for t in tables.split(",") if t.strip()], out_dir,
-                           info.attrs.get("dataset", "dataset"), run_row)
-    except (SeamNotConnected, ValueError, KeyError) as e:
+                           info.attrs.get("dataset", "dataset"), runner)
+        if report_dir is not None:
+            from evaluate.rows import attach_to_report
+
+            attach_to_report(report_dir, res["results"], out_dir)
+    except (SeamNotConnected, ValueError, KeyError, FileNotFoundError, FileExistsError, CheckpointError,
+            ConfigError) as e:
         raise click.ClickException(str(e).strip("'\"")) from e
     click.echo(Path(res["markdown"]).read_text(encoding="utf-8"))
+    times = ", ".join(f"{k} {v:.0f} s" for k, v in runner.timings.items())
+    click.echo(f"ablation: {res['markdown']}  ({time.perf_counter() - t0:.0f} s{'; ' + times if times else ''})")

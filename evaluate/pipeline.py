@@ -41,6 +41,9 @@ class EvalComponents:
     video_frame: Callable[[str, int], np.ndarray] | None = None  # (split, video_index) -> one (H, W, 3) uint8 frame
     video_ids: Mapping[int, str] | None = None  # video_index -> store id
     attrs: dict[str, Any] = field(default_factory=dict)  # model/checkpoint info for features.h5 and metrics
+    # batches for `pretext` when it needs another clip recipe than the test pass (future clip, I-frames)
+    # or a batch of distinct videos (context matching is within a batch); None = the first test batches
+    pretext_batches: Batches | None = None
 
 
 PRETEXT_KEYS: dict[str, str] = {
@@ -214,9 +217,18 @@ def _test_pass(
                 acc["scores"].append(M.as_numpy(comps.classify(batch)).astype(np.float32))
             if comps.features is not None:
                 acc["feats"].append(M.as_numpy(comps.features(batch)).astype(np.float32))
-            if comps.pretext is not None and (max_pretext_batches is None or i < max_pretext_batches):
+            if (comps.pretext is not None and comps.pretext_batches is None
+                    and (max_pretext_batches is None or i < max_pretext_batches)):
                 out = {k: M.as_numpy(v) for k, v in comps.pretext(batch).items() if v is not None}
                 out.setdefault("video_index", acc["vidx"][-1])
+                pretext_out.append(out)
+        if comps.pretext is not None and comps.pretext_batches is not None:
+            for i, batch in enumerate(comps.pretext_batches()):
+                if max_pretext_batches is not None and i >= max_pretext_batches:
+                    break
+                out = {k: M.as_numpy(v) for k, v in comps.pretext(batch).items() if v is not None}
+                if "video_index" in batch:
+                    out.setdefault("video_index", M.as_numpy(batch["video_index"]).astype(np.int64))
                 pretext_out.append(out)
     if not acc["labels"]:
         raise ValueError("the test loader yielded no batches")

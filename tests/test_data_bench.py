@@ -44,10 +44,22 @@ def test_bench_loader_writes_three_rows_and_ratios(bench_store, tmp_path):
                                             "--batches", "2", "--batch-size", "2", "--pyav-batches", "1", "--repeats", "2"])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
-    for row in ("store", "pyav", "raw"):
-        assert data["rows"][row]["clips_per_s"] > 0 and data["rows"][row]["mb_per_s"] > 0
-    assert data["ratio_vs_pyav"] == pytest.approx(data["rows"]["store"]["clips_per_s"] / data["rows"]["pyav"]["clips_per_s"])
-    assert data["ratio_vs_raw"] == pytest.approx(data["rows"]["store"]["clips_per_s"] / data["rows"]["raw"]["clips_per_s"])
+    rows = data["rows"]
+    for row in ("store", "pyav", "raw", "store_threads", "store_threads_reuse", "pyav_threads", "raw_threads",
+                "raw_threads_reuse"):
+        assert rows[row]["clips_per_s"] > 0 and rows[row]["mb_per_s"] > 0
+    assert rows["store"]["mode"] == "processes" and rows["store_threads"]["mode"] == "threads"
+    assert rows["store_threads"]["safe"] is True and rows["store_threads_reuse"]["safe"] is False
+    best = {fam: max((n for n in rows if n == fam or n.startswith(fam + "_threads")), key=lambda n: rows[n]["clips_per_s"])
+            for fam in ("store", "pyav", "raw")}
+    assert data["ratio_rows"]["store"] == best["store"] and data["ratio_rows"]["pyav"] == best["pyav"]
+    cps = {k: rows[v]["clips_per_s"] for k, v in best.items()}
+    assert data["ratio_vs_pyav"] == pytest.approx(cps["store"] / cps["pyav"])  # best store row / best PyAV row
+    assert data["ratio_vs_raw"] == pytest.approx(cps["store"] / cps["raw"])
+    assert data["ratios_by_mode"]["processes"]["ratio_vs_pyav"] == pytest.approx(
+        rows["store"]["clips_per_s"] / rows["pyav"]["clips_per_s"])
+    assert data["ratios_by_mode"]["threads"]["ratio_vs_raw"] == pytest.approx(
+        rows["store_threads"]["clips_per_s"] / rows["raw_threads"]["clips_per_s"])
     assert data["recipe"] == {"frames": 16, "stride": 4, "frame_size": [128, 171], "crop": 112,
                               "bytes_per_clip": 16 * 128 * 171 * 3}
     assert "ratio_vs_pyav" in res.output and "gpus_fed_per_loader_process" in data

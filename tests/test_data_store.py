@@ -127,3 +127,25 @@ def test_read_rows_into_equals_zarr_with_and_without_crop(tmp_path, chunk):
         assert np.array_equal(crop, ref[:, 8:120, 29:141])
     with pytest.raises(IndexError, match="out of range"):
         fast.read_rows_into("frames", [fast.num_rows], np.empty((1, 128, 171, 3), np.uint8))
+
+
+def test_mmap_reads_equal_pread_and_are_off_for_incomplete_stores(tmp_path):
+    p = write_fake_store(tmp_path / "m.zarr", FakeStoreSpec(videos=[FakeVideo(30), FakeVideo(25)], chunk_frames=1))
+    mapped, plain = StoreReader(p), StoreReader(p, mmap=False)
+    rows = [17, 3, 3, 40, 0, 54]
+    a = np.empty((len(rows), 112, 112, 3), np.uint8)
+    b = np.empty_like(a)
+    win = (slice(8, 120), slice(29, 141))
+    mapped.read_rows_into("frames", rows, a, win)
+    plain.read_rows_into("frames", rows, b, win)
+    assert np.array_equal(a, b) and a.any()
+    d = mapped.direct_reader("frames")
+    assert d.use_mmap and any(v is not None for v in d._maps.values())  # the map was really used
+    assert not plain.direct_reader("frames").use_mmap and not plain.direct_reader("frames")._maps
+    assert np.array_equal(mapped.read_rows("iframes/images", np.array([0, 1])),
+                          plain.read_rows("iframes/images", np.array([0, 1])))
+    clone = pickle.loads(pickle.dumps(mapped))  # maps never travel to workers
+    assert clone._direct == {} and d._maps
+    d.close()
+    assert d._maps == {}
+    assert not StoreReader(p, allow_incomplete=True).direct_reader("frames").use_mmap

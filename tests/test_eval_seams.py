@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from evaluate.seams import SeamNotConnected, StoreInfo, load_model_callables
+from evaluate.seams import StoreInfo, load_model_callables
 
 
 def _store(path: Path, complete: bool = True, root: Path | None = None) -> Path:
@@ -50,6 +50,9 @@ def test_store_info_refuses_bad_stores(tmp_path):
         StoreInfo(tmp_path / "other.zarr")
 
 
-def test_model_seam_says_what_is_missing():
-    with pytest.raises(SeamNotConnected, match="not connected to the trainer"):
-        load_model_callables(None, None)
+def test_model_callables_need_a_run_and_name_missing_checkpoints(tmp_path):
+    assert load_model_callables(None, None) == {"classify": None, "features": None, "pretext": None}
+    with pytest.raises(FileNotFoundError, match="no final checkpoint of pretraining run"):
+        load_model_callables(tmp_path, None)
+    with pytest.raises(FileNotFoundError, match="no fine-tuning checkpoint"):
+        load_model_callables(None, tmp_path)

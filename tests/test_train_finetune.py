@@ -97,3 +97,27 @@ def test_finetune_cli_reports_bad_variant_use(train_store, pose_ckpt, tmp_path):
     assert result.exit_code == 1 and "variant 'scratch' trains from random initialisation" in result.output
     result = CliRunner().invoke(cli, args + ["--variant", "fs", "--pretrained", str(pose_ckpt)])
     assert result.exit_code == 1 and "does not fit variant 'fs'" in result.output and "['vnet']" in result.output
+
+
+def test_finetune_resume_after_kill_matches_uninterrupted(train_store, pose_ckpt, tmp_path):
+    over = FT_FAST + ("variant=fd", "epochs=3", "run.deterministic=true", "max_eval_videos=2")
+    full = finetune(load_config(FinetuneConfig, TINY_FINETUNE, over), train_store, tmp_path / "full",
+                    pretrained=pose_ckpt)
+
+    def kill(epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(load_config(FinetuneConfig, TINY_FINETUNE, over), train_store, tmp_path / "resumed",
+                 pretrained=pose_ckpt, epoch_hook=kill)
+    with pytest.raises(FileExistsError, match="--resume"):
+        finetune(load_config(FinetuneConfig, TINY_FINETUNE, over), train_store, tmp_path / "resumed",
+                 pretrained=pose_ckpt)
+    resumed = finetune(load_config(FinetuneConfig, TINY_FINETUNE, over), train_store, tmp_path / "resumed",
+                       pretrained=pose_ckpt, resume=True)
+    assert resumed["last_top1"] == full["last_top1"]
+    a = ckpt.load(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
+    b = ckpt.load(tmp_path / "resumed" / "checkpoints" / "last.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"

@@ -23,9 +23,23 @@ FAST = (
 )
 
 
+_STORES: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
 def train_store(tmp_path_factory) -> Path:
-    """A complete csvr-store/1 store of a 4-class synthetic dataset (16 train / 8 test videos)."""
+    """A complete csvr-store/1 store of a 4-class synthetic dataset (16 train / 8 test videos).
+
+    Each test module imports this fixture, which gives it one fixture definition per module; the
+    module-level cache makes the store get built once per test session all the same.
+    """
+    key = str(tmp_path_factory.getbasetemp())
+    if key not in _STORES:
+        _STORES[key] = _build_store(tmp_path_factory)
+    return _STORES[key]
+
+
+def _build_store(tmp_path_factory) -> Path:
     from data_manifests import build_manifest
     from data_manifests.synthetic import generate
     from preprocess.pipeline import preprocess_dataset

@@ -1,7 +1,8 @@
 """Training input: stream CSVR samples from a `csvr-store/1` Zarr store with no video decoding.
 
 `ClipDataset` / `EvalClipDataset` read unaugmented uint8 samples, `ShardLocalSampler` orders them
-(shard-local, epoch-shuffled, split across ranks), `ClipAugment` augments batches on the device.
+(shard-local, epoch-shuffled, split across ranks), `ClipAugment` augments batches on the device,
+`ThreadedLoader` assembles batches in the main process (threads, reused buffers) instead of a DataLoader.
 See docs/loader.md.
 """
 
@@ -10,8 +11,10 @@ from .dataset import ClipDataset, EvalClipDataset, SampleBatch, collate_samples,
 from .sampler import ShardLocalSampler
 from .sampling import ClipSpec
 from .store import SCHEMA, StoreError, StoreReader, open_group
+from .threaded import ThreadedLoader
 
 __all__ = [
     "COCO_FLIP_PERM", "KINETICS_MEAN", "KINETICS_STD", "SCHEMA", "ClipAugment", "ClipDataset", "ClipSpec",
     "EvalClipDataset", "SampleBatch", "ShardLocalSampler", "StoreError", "StoreReader", "collate_samples", "open_group", "sample_seed",
+    "ThreadedLoader",
 ]

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from .dataset import ClipDataset, SampleBatch, _alloc_batch, collate_samples, sample_seed
 from .sampling import ClipSpec
 from .store import StoreReader
+from .threaded import ThreadedLoader
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,13 @@ class StoreBench(Dataset):
     def __getitems__(self, indices: list[int]) -> SampleBatch:
         return self.ds.__getitems__([self._key(i) for i in indices])
 
+    def batch_layout(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return self.ds.batch_layout(batch_size)
+
+    def fill_batch(self, indices: list[int], out: dict[str, np.ndarray]) -> None:
+        """The threaded rows: the same samples written into `ThreadedLoader`'s reused buffers."""
+        self.ds.fill_batch([self._key(i) for i in indices], out)
+
 
 class StoreBenchPerItem(StoreBench):
     """Row 1 without batched assembly: one `ClipDataset[i]` per sample, then PyTorch's default collate."""
@@ -99,6 +107,17 @@ class PyAVBench(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self._decode(i))
+
+    def batch_layout(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {"clip": ((batch_size, self.frames, self.crop, self.crop, 3), torch.uint8)}
+
+    def fill_batch(self, indices: list[int], out: dict[str, np.ndarray]) -> None:
+        """The threaded rows: decode each clip and copy it into `ThreadedLoader`'s reused buffer."""
+        for b, i in enumerate(indices):
+            out["clip"][b] = self._decode(i)
+
+    def _decode(self, i: int) -> np.ndarray:
         import av
 
         rng = np.random.default_rng(i)
@@ -128,7 +147,7 @@ class PyAVBench(Dataset):
         keys = sorted(got)
         # a frame missing after an inexact seek is replaced by the nearest decoded one
         clip = np.stack([got[k] if k in got else got[min(keys, key=lambda q: abs(q - k))] for k in wanted])
-        return torch.from_numpy(_crop(clip, rng, self.crop))
+        return _crop(clip, rng, self.crop)
 
 
 class RawBench(Dataset):
@@ -176,6 +195,14 @@ class RawBench(Dataset):
             self._fill(arr[b], i)
         return SampleBatch(batch)
 
+    def batch_layout(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {"clip": ((batch_size, self.frames, self.crop, self.crop, 3), torch.uint8)}
+
+    def fill_batch(self, indices: list[int], out: dict[str, np.ndarray]) -> None:
+        """The threaded rows: memmap slices straight into `ThreadedLoader`'s reused buffer."""
+        for b, i in enumerate(indices):
+            self._fill(out["clip"][b], i)
+
 
 def time_loader(dataset: Dataset, *, workers: int, batch_size: int, batches: int, warmup: int | None = None,
                 seed: int = 0) -> dict[str, float]:
@@ -203,6 +230,32 @@ def time_loader(dataset: Dataset, *, workers: int, batch_size: int, batches: int
         count += len(b["clip"]) if isinstance(b, dict) else len(b)
     dt = time.perf_counter() - t0
     del it, loader
+    return {"clips": count, "seconds": dt, "clips_per_s": count / dt}
+
+
+def time_threaded(dataset: Dataset, *, threads: int, batch_size: int, batches: int, warmup: int | None = None,
+                  seed: int = 0, safe: bool = True) -> dict[str, float]:
+    """Steady-state clips/s of a `ThreadedLoader` over `dataset`: `threads` threads in this process fill
+    reused batch buffers (no inter-process transport); same sampler and warm-up rule as `time_loader`."""
+    prefetch = 2 * threads
+    if warmup is None:
+        warmup = prefetch + 2
+    n = (batches + warmup) * batch_size
+    sampler = RandomSampler(dataset, replacement=True, num_samples=n, generator=torch.Generator().manual_seed(seed))
+    loader = ThreadedLoader(dataset, batch_size, sampler, threads=threads, depth=2, prefetch=prefetch,
+                            pin_memory=torch.cuda.is_available() and not safe, safe=safe, drop_last=True)
+    try:
+        it = iter(loader)
+        for _ in range(warmup):
+            next(it)
+        t0 = time.perf_counter()
+        count = 0
+        for _ in range(batches):
+            count += len(next(it)["clip"])
+        dt = time.perf_counter() - t0
+        del it
+    finally:
+        loader.close()
     return {"clips": count, "seconds": dt, "clips_per_s": count / dt}
 
 
@@ -243,8 +296,16 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
               frames: int = 16, stride: int = 4, crop: int = 112, video_root: Path | None = None,
               skip_pyav: bool = False, full_sample: bool = False, read_modes: tuple[str, ...] = ("auto",),
               gpu_clips_per_s: float = 100.0, raw_dir: Path | None = None, pyav_batches: int | None = None,
-              repeats: int = 3, per_item: bool = False, pyav_single_iframe_root: Path | None = None) -> dict:
-    """Run the rows and return the result dict written as JSON."""
+              repeats: int = 3, per_item: bool = False, pyav_single_iframe_root: Path | None = None,
+              threads: int | None = None, thread_reuse: bool = True) -> dict:
+    """Run the rows and return the result dict written as JSON.
+
+    `threads` (default: `workers`, at least 1; 0 = none) adds the threaded rows `store_threads`,
+    `raw_threads`, `pyav_threads` (and `pyav_1i_threads`, `store_full_crop_threads`): the same datasets
+    through `ThreadedLoader` in this process, cloning each batch on hand-out (`safe=True`);
+    `thread_reuse` adds `store_threads_reuse` and `raw_threads_reuse` (reused buffers, `safe=False`).
+    """
+    threads = max(workers, 1) if threads is None else threads
     reader = StoreReader(store)
     ok = reader.videos.rows_in_split(None)
     step = reader.frame_step
@@ -262,10 +323,22 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
     # (name, dataset, timed batches, extra JSON fields); all rows run once per round, rounds interleave
     # the rows so that load from other processes on a shared machine hits every row alike
     plan: list[tuple[str, Dataset, int, dict[str, Any]]] = []
+    threaded: list[tuple[str, Dataset, int, dict[str, Any]]] = []
+
+    def add_threaded(name: str, ds: Dataset, nb: int, extra: dict[str, Any], reuse: bool = False) -> None:
+        if threads <= 0:
+            return
+        threaded.append((f"{name}_threads", ds, nb, {**extra, "mode": "threads", "threads": threads, "safe": True}))
+        if reuse and thread_reuse:
+            threaded.append((f"{name}_threads_reuse", ds, nb,
+                             {**extra, "mode": "threads", "threads": threads, "safe": False}))
+
     for mode in read_modes:
         r = StoreReader(store, read_mode="auto", direct=False) if mode == "zarr" else StoreReader(store, read_mode=mode)
         plan.append(("store" if mode == read_modes[0] else f"store_{mode}", StoreBench(r, videos, spec, crop),
                      batches, {"read_mode": mode}))
+        if mode == read_modes[0]:
+            add_threaded("store", plan[-1][1], batches, {"read_mode": mode}, reuse=True)
     if per_item:
         plan.append(("store_per_item", StoreBenchPerItem(reader, videos, spec, crop), batches,
                      {"note": "one ClipDataset[i] per sample + default_collate (no batched assembly)"}))
@@ -275,6 +348,7 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                      {"note": "clip + future clip + poses + I-frames, uncropped"}))
         plan.append(("store_full_crop", StoreBench(reader, videos, full, crop, full=True, full_crop=True), batches,
                      {"note": "the same, cropped in the worker (ClipSpec.crop; ClipAugment takes it as is)"}))
+        add_threaded("store_full_crop", plan[-1][1], batches, plan[-1][3])
     if not skip_pyav:
         paths = resolve_video_paths(reader, videos, video_root)
         src = [int(reader.videos["source_frames"][v]) if "source_frames" in reader.videos.columns
@@ -282,29 +356,58 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         plan.append(("pyav", PyAVBench(paths, src, frames, stride, (h, w), crop),
                      pyav_batches or max(2, batches // 4), {"sources": str(paths[0]).rsplit("/", 2)[0],
                                                             "primary": True}))
+        add_threaded("pyav", *plan[-1][1:])
         if pyav_single_iframe_root is not None:
             paths1 = resolve_video_paths(reader, videos, pyav_single_iframe_root)
             plan.append(("pyav_1i", PyAVBench(paths1, src, frames, stride, (h, w), crop),
                          pyav_batches or max(2, batches // 4),
                          {"sources": str(pyav_single_iframe_root), "primary": False,
                           "note": "same videos encoded with a single I-frame (like most UCF101 files)"}))
+            add_threaded("pyav_1i", *plan[-1][1:])
     with tempfile.TemporaryDirectory(dir=raw_dir) as tmp:
         raw_path = Path(tmp) / "raw_frames.npy"
         starts, lengths = build_raw_copy(reader, videos, raw_path)
         plan.append(("raw", RawBench(str(raw_path), starts, lengths, frames, max(1, stride // step), crop), batches, {}))
+        add_threaded("raw", plan[-1][1], batches, {}, reuse=True)
+        plan = [(n, d, b, {"mode": "processes", "workers": workers, **e}) for n, d, b, e in plan] + threaded
         runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in plan}
         for rnd in range(repeats):
-            for name, ds, nb, _ in plan:
-                res = time_loader(ds, workers=workers, batch_size=batch_size, batches=nb, seed=rnd)
+            for name, ds, nb, extra in plan:
+                if extra["mode"] == "threads":
+                    res = time_threaded(ds, threads=threads, batch_size=batch_size, batches=nb, seed=rnd,
+                                        safe=extra["safe"])
+                else:
+                    res = time_loader(ds, workers=workers, batch_size=batch_size, batches=nb, seed=rnd)
                 runs[name].append(res)
-                click.echo(f"[round {rnd + 1}/{repeats}] {name:>12s}: {res['clips_per_s']:9.1f} clips/s")
+                click.echo(f"[round {rnd + 1}/{repeats}] {name:>22s}: {res['clips_per_s']:9.1f} clips/s")
     for name, _, _, extra in plan:
         cps = [r["clips_per_s"] for r in runs[name]]
         med = float(np.median(cps))
         rows[name] = {"clips_per_s": med, "mb_per_s": med * clip_bytes / 1e6, "clips_per_s_runs": cps,
                       "clips_per_run": runs[name][0]["clips"], **extra}
-        click.echo(f"{name:>14s}: {med:9.1f} clips/s  {rows[name]['mb_per_s']:8.1f} MB/s  (median of {len(cps)})")
+        click.echo(f"{name:>22s}: {med:9.1f} clips/s  {rows[name]['mb_per_s']:8.1f} MB/s  (median of {len(cps)})")
 
+    families = {"store": ("store", "store_threads", "store_threads_reuse"), "pyav": ("pyav", "pyav_threads"),
+                "pyav_1i": ("pyav_1i", "pyav_1i_threads"), "raw": ("raw", "raw_threads", "raw_threads_reuse")}
+    best = {fam: max((n for n in names if n in rows), key=lambda n: rows[n]["clips_per_s"])
+            for fam, names in families.items() if any(n in rows for n in names)}
+
+    def ratio(a: str, b: str) -> float | None:
+        return rows[best[a]]["clips_per_s"] / rows[best[b]]["clips_per_s"] if a in best and b in best else None
+
+    def mode_ratios(store_row: str, suffix: str, raw_suffix: str) -> dict[str, float | None] | None:
+        if store_row not in rows:
+            return None
+        cps = rows[store_row]["clips_per_s"]
+        out: dict[str, float | None] = {"store_row": store_row}  # type: ignore[dict-item]
+        for key, base in (("ratio_vs_pyav", "pyav" + suffix), ("ratio_vs_pyav_single_iframe", "pyav_1i" + suffix),
+                          ("ratio_vs_raw", "raw" + raw_suffix)):
+            out[key] = cps / rows[base]["clips_per_s"] if base in rows else None
+        return out
+
+    by_mode = {"processes": mode_ratios("store", "", ""), "threads": mode_ratios("store_threads", "_threads", "_threads"),
+               "threads_reuse": mode_ratios("store_threads_reuse", "_threads", "_threads_reuse")}
+    by_mode = {k: v for k, v in by_mode.items() if v is not None}
     store_cps = rows["store"]["clips_per_s"]
     per_process = store_cps / max(workers, 1)
     frames_arr = reader.array("frames")
@@ -317,17 +420,25 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         "store_layout": {"chunks": list(frames_arr.chunks), "shards": list(frames_arr.shards or []),
                          "compressors": [str(c) for c in (frames_arr.compressors or ())]},
         "rows": rows,
-        "ratio_vs_pyav": store_cps / rows["pyav"]["clips_per_s"] if "pyav" in rows else None,
-        "ratio_vs_pyav_single_iframe": store_cps / rows["pyav_1i"]["clips_per_s"] if "pyav_1i" in rows else None,
-        "ratio_vs_raw": store_cps / rows["raw"]["clips_per_s"],
+        # headline ratios: the best store row over the best row of each baseline, whatever the loading
+        # mode (processes or threads); `ratio_rows` names the rows used, `ratios_by_mode` has the rest
+        "ratio_vs_pyav": ratio("store", "pyav"),
+        "ratio_vs_pyav_single_iframe": ratio("store", "pyav_1i"),
+        "ratio_vs_raw": ratio("store", "raw"),
+        "ratio_rows": {fam: best[fam] for fam in best},
+        "ratios_by_mode": by_mode,
         "targets": {"ratio_vs_pyav": 30.0, "ratio_vs_raw": 0.5},
         # the rows of one round ran back to back, so per-round ratios cancel some of the shared-machine noise
-        "ratio_per_round": {other: [a["clips_per_s"] / b["clips_per_s"] for a, b in zip(runs["store"], runs[other])]
-                            for other in ("pyav", "pyav_1i", "raw") if other in runs},
+        "ratio_per_round": {other: [a["clips_per_s"] / b["clips_per_s"]
+                                    for a, b in zip(runs[best["store"]], runs[best[other]])]
+                            for other in ("pyav", "pyav_1i", "raw") if other in best},
         "gpu_clips_per_s": gpu_clips_per_s,
         "store_clips_per_s_per_worker": per_process,
         "gpus_fed_per_loader_process": per_process / gpu_clips_per_s,
         "gpus_fed_by_all_workers": store_cps / gpu_clips_per_s,
+        "threads": threads,
+        "gpus_fed_by_threaded_loader": (max(rows[n]["clips_per_s"] for n in ("store_threads", "store_threads_reuse")
+                                            if n in rows) / gpu_clips_per_s if "store_threads" in rows else None),
         "gpus_fed_per_loader_process_full_sample": (rows["store_full"]["clips_per_s"] / max(workers, 1) / gpu_clips_per_s
                                                     if "store_full" in rows else None),
         "gpus_fed_per_loader_process_full_sample_cropped": (
@@ -338,11 +449,16 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                     "torch": torch.__version__, "cuda": torch.cuda.is_available()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    for mode, r in by_mode.items():
+        parts = [f"{k} = {v:.2f}" for k, v in r.items() if k != "store_row" and v is not None]
+        click.echo(f"[{mode}] " + ", ".join(parts))
     if result["ratio_vs_pyav"] is not None:
-        click.echo(f"ratio_vs_pyav = {result['ratio_vs_pyav']:.1f}x (target >= 30x; primary: the store's own sources)")
+        click.echo(f"ratio_vs_pyav = {result['ratio_vs_pyav']:.1f}x ({best['store']} / {best['pyav']}; target >= 30x; "
+                   "primary: the store's own sources)")
     if result["ratio_vs_pyav_single_iframe"] is not None:
-        click.echo(f"ratio_vs_pyav_single_iframe = {result['ratio_vs_pyav_single_iframe']:.1f}x")
-    click.echo(f"ratio_vs_raw  = {result['ratio_vs_raw']:.2f} (target >= 0.5)")
+        click.echo(f"ratio_vs_pyav_single_iframe = {result['ratio_vs_pyav_single_iframe']:.1f}x "
+                   f"({best['store']} / {best['pyav_1i']})")
+    click.echo(f"ratio_vs_raw  = {result['ratio_vs_raw']:.2f} ({best['store']} / {best['raw']}; target >= 0.5)")
     click.echo(f"one loader process feeds {result['gpus_fed_per_loader_process']:.2f} GPUs at "
                f"{gpu_clips_per_s:g} clips/s each; all {workers} workers feed {result['gpus_fed_by_all_workers']:.2f}")
     return result
@@ -375,6 +491,11 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                    "compare, the first is the headline row.")
 @click.option("--repeats", type=int, default=3, show_default=True,
               help="Rounds over all rows (interleaved); the JSON reports the median and every run.")
+@click.option("--threads", type=int, default=None,
+              help="Threads of the threaded rows (ThreadedLoader in the main process) [= --workers, at least 1]; "
+                   "0 leaves them out.")
+@click.option("--thread-reuse/--no-thread-reuse", default=True, show_default=True,
+              help="Also time the threaded store/raw rows with reused buffers (safe=False).")
 @click.option("--gpu-clips-per-s", type=float, default=100.0, show_default=True,
               help="Training speed of one GPU, for the GPUs-fed estimate.")
 @click.option("--raw-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -383,7 +504,7 @@ def bench_loader(store: str, json_out: Path, workers: int, batches: int, pyav_ba
                  max_videos: int, frames: int, stride: int, crop: int, video_root: Path | None, skip_pyav: bool,
                  full_sample: bool, read_modes: tuple[str, ...], repeats: int, gpu_clips_per_s: float,
                  raw_dir: Path | None, pyav_single_iframe_root: Path | None, per_item: bool,
-                 sharing_strategy: str | None) -> None:
+                 sharing_strategy: str | None, threads: int | None, thread_reuse: bool) -> None:
     """Store loader vs on-the-fly PyAV decoding vs raw memmap reads, same videos and workers."""
     torch.set_num_threads(1)
     if sharing_strategy:
@@ -392,7 +513,7 @@ def bench_loader(store: str, json_out: Path, workers: int, batches: int, pyav_ba
                        frames=frames, stride=stride, crop=crop, video_root=video_root, skip_pyav=skip_pyav,
                        full_sample=full_sample, read_modes=tuple(read_modes), gpu_clips_per_s=gpu_clips_per_s,
                        raw_dir=raw_dir, pyav_batches=pyav_batches, repeats=repeats, per_item=per_item,
-                       pyav_single_iframe_root=pyav_single_iframe_root)
+                       pyav_single_iframe_root=pyav_single_iframe_root, threads=threads, thread_reuse=thread_reuse)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
     click.echo(f"wrote {json_out}")

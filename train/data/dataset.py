@@ -253,6 +253,16 @@ class _StoreClips(Dataset):
             self._fill(arrays, b, video, start, rng)
         return batch
 
+    # -- the batch protocol of `ThreadedLoader` (fill caller-owned, reused buffers) --------------
+    def batch_layout(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """Name -> (shape, dtype) of a batch of `batch_size` samples, as `__getitems__` returns it."""
+        return self._layout(batch_size)
+
+    def fill_batch(self, keys: list[SampleKey], out: dict[str, np.ndarray]) -> None:
+        """Write the samples of `keys` into rows 0..len(keys)-1 of the caller's arrays `out` (laid out
+        as `batch_layout`); the same values as `__getitems__(keys).collated`."""
+        raise NotImplementedError
+
     def load(self, video: int, start: int, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
         """Read the sample of video-table row `video` whose clip starts at stored frame `start`.
 
@@ -306,6 +316,11 @@ class ClipDataset(_StoreClips):
         """A whole batch in one buffer (the DataLoader calls this with the batch's keys): see `SampleBatch`."""
         return SampleBatch(self._assemble([self._item(k) for k in keys]))
 
+    def fill_batch(self, keys: list[SampleKey], out: dict[str, np.ndarray]) -> None:
+        for b, key in enumerate(keys):
+            video, start, rng = self._item(key)
+            self._fill(out, b, video, start, rng)
+
 
 class EvalClipDataset(_StoreClips):
     """Deterministic evaluation samples: `num_clips` clips per video, starts spread uniformly.
@@ -349,3 +364,12 @@ class EvalClipDataset(_StoreClips):
         batch = self._assemble([(v, s, None) for v, s, _ in items])
         batch["clip_index"] = torch.tensor([c for *_, c in items], dtype=torch.int64)
         return SampleBatch(batch)
+
+    def batch_layout(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {**self._layout(batch_size), "clip_index": ((batch_size,), torch.int64)}
+
+    def fill_batch(self, keys: list[SampleKey], out: dict[str, np.ndarray]) -> None:
+        for b, key in enumerate(keys):
+            video, start, clip = self._item(key)
+            self._fill(out, b, video, start, None)
+            out["clip_index"][b] = clip

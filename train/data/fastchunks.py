@@ -13,6 +13,7 @@ and the caller falls back to zarr-python. Tests compare it with zarr on every ar
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -88,12 +89,19 @@ class DirectChunkReader:
         self.chunks_per_shard = self.shard_rows // self.chunk_rows
         self.row_items = int(np.prod(self.shape[1:], dtype=np.int64))
         self._fds: dict[int, int] = {}
+        self._maps: dict[int, tuple[mmap.mmap, memoryview] | None] = {}
+        self.use_mmap = False  # set by open(): inner chunks are sliced out of a read-only map of the shard
         self._index: dict[int, np.ndarray | None] = {}
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     @classmethod
-    def open(cls, array_dir: str | Path) -> DirectChunkReader | None:
-        """A reader for the array at `array_dir`, or None when the layout is not one this module handles."""
+    def open(cls, array_dir: str | Path, use_mmap: bool = False) -> DirectChunkReader | None:
+        """A reader for the array at `array_dir`, or None when the layout is not one this module handles.
+
+        `use_mmap`: read inner chunks of shards through a read-only memory map of each shard file (no
+        `pread` syscall and no copy into a new bytes object per chunk; the decompressor reads the page
+        cache directly). Only for stores that are no longer written: a shard file rewritten while mapped
+        could fault. Chunks beyond the mapped size fall back to `pread`."""
         path = Path(array_dir)
         if "://" in str(array_dir):
             return None
@@ -113,12 +121,21 @@ class DirectChunkReader:
             return None
         if tuple(r.chunk_shape[1:]) != tuple(r.shape[1:]) or (r.sharded and r.shard_rows < r.chunk_rows):
             return None
+        r.use_mmap = bool(use_mmap) and r.sharded
         return r
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_fds": {}, "_index": {}, "_cache": OrderedDict(), "_scratch": None}
+        return {**self.__dict__, "_fds": {}, "_maps": {}, "_index": {}, "_cache": OrderedDict(), "_scratch": None}
 
     def close(self) -> None:
+        for entry in self._maps.values():
+            if entry is not None:
+                entry[1].release()
+                try:
+                    entry[0].close()
+                except BufferError:  # a chunk view is still referenced somewhere: the map closes when it goes
+                    pass
+        self._maps.clear()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -159,11 +176,22 @@ class DirectChunkReader:
         self._index[shard] = idx
         return idx
 
+    def _map(self, shard: int) -> tuple[mmap.mmap, memoryview] | None:
+        fd = self._fds[shard]
+        try:
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # empty file, no mmap support: pread
+            self._maps[shard] = None
+            return None
+        self._maps[shard] = (mm, memoryview(mm))
+        return self._maps[shard]
+
     def _fill_chunk(self) -> np.ndarray:
         return np.full(self.chunk_shape, self.fill if self.fill is not None else 0, dtype=self.dtype)
 
-    def raw_chunk(self, c: int) -> bytes | None:
-        """The encoded bytes of chunk `c`, or None where nothing was written (fill value)."""
+    def raw_chunk(self, c: int) -> bytes | memoryview | None:
+        """The encoded bytes of chunk `c` (a view into the shard's map with `use_mmap`), or None where
+        nothing was written (fill value)."""
         if self.sharded:
             shard, pos = divmod(c, self.chunks_per_shard)
             idx = self._shard_index(shard)
@@ -172,6 +200,12 @@ class DirectChunkReader:
             off, nbytes = idx[pos].tolist()
             if off == _MISSING and nbytes == _MISSING:
                 return None
+            if self.use_mmap:
+                mapped = self._maps.get(shard, False)
+                if mapped is False:
+                    mapped = self._map(shard)
+                if mapped is not None and off + nbytes <= len(mapped[0]):
+                    return mapped[1][off:off + nbytes]  # type: ignore[return-value]  # a view, no copy
             raw = os.pread(self._fds[shard], nbytes, off)
             if len(raw) != nbytes:
                 raise OSError(f"{self._key(shard)}: short read of chunk {pos}")

@@ -129,17 +129,19 @@ class StoreReader:
     the same chunks, so "auto" slices; either way only the chunks that hold the rows are decoded.
     `direct=True` (default) reads local arrays with `fastchunks.DirectChunkReader` (same bytes, same
     codecs, no zarr-python call overhead) wherever it understands the layout; "index" mode and remote
-    stores always go through zarr-python.
+    stores always go through zarr-python. `mmap=True` (default; off with `allow_incomplete`) lets it
+    decompress inner chunks straight out of read-only memory maps of the shard files.
     """
 
     def __init__(self, path: str | Path, *, allow_incomplete: bool = False, read_mode: str = "auto",
-                 direct: bool = True) -> None:
+                 direct: bool = True, mmap: bool = True) -> None:
         if read_mode not in READ_MODES:
             raise ValueError(f"read_mode must be one of {READ_MODES}, got {read_mode!r}")
         self.path = str(path)
         self.allow_incomplete = allow_incomplete
         self.read_mode = read_mode
         self.direct = direct
+        self.mmap = mmap
         group = open_group(self.path, allow_incomplete)
         self.attrs: dict[str, Any] = dict(group.attrs)
         self.videos = self._read_table(group)
@@ -207,7 +209,9 @@ class StoreReader:
                 _limit_codec_threads_in_worker()
                 self._setup_pid = os.getpid()
 
-            self._direct[name] = DirectChunkReader.open(Path(self.path) / name)
+            # a complete store is no longer written: shards can be memory-mapped (see DirectChunkReader.open)
+            self._direct[name] = DirectChunkReader.open(Path(self.path) / name,
+                                                        use_mmap=self.mmap and not self.allow_incomplete)
             if self._direct[name] is None:
                 log.info("store %s: array %s read through zarr-python (layout not handled directly)",
                          self.path, name)

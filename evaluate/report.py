@@ -206,7 +206,9 @@ def plot_training_curves(
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=13)
-    fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # keep the title off the top panels
+    else:
+        fig.tight_layout()
     return _save(fig, out)
 
 

@@ -191,10 +191,11 @@ class RowRunner:
 
             cfg = load_config(FinetuneConfig, self.finetune_config, self.finetune_overrides)
             r = Recipe(frames=cfg.data.frames, stride=cfg.data.stride, crop=cfg.data.crop,
-                       split_index=cfg.data.split_index)
+                       split_index=cfg.data.split_index, input_size=cfg.data.input_size)
             self._test_batches = cached(eval_batches(self.store, "test", num_clips=self.num_clips,
                                                      batch_size=self.batch_size, device=self.device,
-                                                     split_index=r.split_index, spec=r.spec(), crop=r.crop))
+                                                     split_index=r.split_index, spec=r.spec(), crop=r.crop,
+                                                     input_size=r.input_size))
         return self._test_batches
 
     def __call__(self, row: paper.AblationRow, row_dir: Path) -> dict[str, float]:

@@ -66,14 +66,15 @@ def evaluate_checkpoints(
     models = models or load_models(pretrain_run, finetune_run, device, checkpoint)
     fns, recipe = models.callables, models.recipe
     kw = dict(num_clips=num_clips, batch_size=batch_size, device=device, split_index=recipe.split_index,
-              spec=recipe.spec(), crop=recipe.crop)
+              spec=recipe.spec(), crop=recipe.crop, input_size=recipe.input_size)
     pre = models.pretrain_recipe
     comps = EvalComponents(
         test_batches=eval_batches(store, "test", **kw),
         train_batches=eval_batches(store, "train", **kw) if fns.get("features") else None,
         classify=fns.get("classify"), features=fns.get("features"), pretext=fns.get("pretext"),
         pretext_batches=(eval_batches(store, "test", num_clips=1, batch_size=PRETEXT_BATCH, device=device,
-                                      split_index=pre.split_index, spec=pre.spec(pretext=True), crop=pre.crop)
+                                      split_index=pre.split_index, spec=pre.spec(pretext=True), crop=pre.crop,
+                                      input_size=pre.input_size)
                          if fns.get("pretext") and pre is not None else None),
         video_frame=info.middle_frame, video_ids=video_id_map(info.ids),
         attrs={"store": str(store), "pretrain_checkpoint": str(models.pretrain_checkpoint or ""),
@@ -87,8 +88,9 @@ def evaluate_checkpoints(
         "pretrain_checkpoint": str(models.pretrain_checkpoint or ""),
         "finetune_checkpoint": str(models.finetune_checkpoint or ""),
         "finetune_variant": models.info.get("finetune_variant") or "",
-        "clips": f"{recipe.frames} frames, stride {recipe.stride}, centre crop {recipe.crop}, "
-                 f"{num_clips} clips per video",
+        "clips": f"{recipe.frames} frames, stride {recipe.stride}, centre crop {recipe.crop}"
+                 + (f" resized to {recipe.input_size}" if recipe.input_size not in (None, recipe.crop) else "")
+                 + f", {num_clips} clips per video",
     }
     written = evaluate_run(out_dir, comps, info.classes, info.class_groups(groups), run_info=run_info,
                            max_pretext_batches=pretext_batches, extra=extra)

@@ -79,19 +79,23 @@ def eval_batches(
     num_workers: int = 0,
     spec: Any | None = None,
     crop: int = 112,
+    input_size: int | None = None,
 ) -> Callable[[], Iterable[Mapping[str, Any]]]:
     """A factory of eval batches: `num_clips` clips per video of `split` (starts spread uniformly),
-    centre-cropped to `crop` and normalised by `ClipAugment(train=False)` (docs/contracts.md section 7)."""
+    centre-cropped to `crop`, resized to `input_size` when given (as the trainer's `data.input_size`)
+    and normalised: the trainer's own eval augmentation (`train.pretrain.make_augment`, i.e.
+    `ClipAugment(train=False)`, docs/contracts.md section 7)."""
     try:
         from torch.utils.data import DataLoader
 
-        from train.data import ClipAugment, EvalClipDataset
+        from train.data import EvalClipDataset
+        from train.pretrain import make_augment
     except ImportError as e:
-        raise SeamNotConnected(f"train.data does not provide EvalClipDataset/ClipAugment ({e})") from e
+        raise SeamNotConnected(f"train does not provide EvalClipDataset/make_augment ({e})") from e
 
     ds = EvalClipDataset(store, split=split, split_index=split_index, num_clips=num_clips,
                          **({"spec": spec} if spec is not None else {}))
-    augment = ClipAugment(crop=crop, train=False).to(device)
+    augment = make_augment([], crop, train=False, input_size=input_size).to(device)
 
     def batches() -> Iterable[Mapping[str, Any]]:
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -133,6 +137,12 @@ class Recipe:
     future_frames: int = 0
     max_iframes: int = 0
     split_index: int = 1
+    input_size: int | None = None  # the crop is resized to this before the network (None: kept)
+
+    @property
+    def size(self) -> int:
+        """The side of the network's input."""
+        return self.input_size or self.crop
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "Recipe":
@@ -142,7 +152,8 @@ class Recipe:
         try:
             return cls(frames=int(d["frames"]), stride=int(d["stride"]), crop=int(d["crop"]),
                        future_frames=int(d.get("future_frames", 0)), max_iframes=int(d.get("max_iframes", 0)),
-                       split_index=int(d.get("split_index", 1)))
+                       split_index=int(d.get("split_index", 1)),
+                       input_size=int(d["input_size"]) if d.get("input_size") else None)
         except KeyError as e:
             raise ValueError(f"{path}: config.data lacks {e.args[0]!r}") from None
 
@@ -313,7 +324,7 @@ def load_models(pretrain_run: str | Path | None, finetune_run: str | Path | None
         fns["pretext"] = pretext_callable(
             net, groups, video_targets=(ck.get("config") or {}).get("loss", {}).get("video_targets", ("reconstruct", "predict")),
             classifier=classifier if same_frames else None,
-            classifier_crop=res.finetune_recipe.crop if res.finetune_recipe else None, seed=seed)
+            classifier_crop=res.finetune_recipe.size if res.finetune_recipe else None, seed=seed)
     return res
 
 

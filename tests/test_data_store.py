@@ -148,4 +148,7 @@ def test_mmap_reads_equal_pread_and_are_off_for_incomplete_stores(tmp_path):
     assert clone._direct == {} and d._maps
     d.close()
     assert d._maps == {}
+    c = np.empty_like(a)
+    mapped.read_rows_into("frames", rows, c, win)  # usable again after close (reopens and remaps)
+    assert np.array_equal(c, b)
     assert not StoreReader(p, allow_incomplete=True).direct_reader("frames").use_mmap

@@ -118,8 +118,11 @@ def test_early_stop_and_close_leave_no_threads(store):
     assert loader._epoch is None
     first = next(iter(loader))  # a new pass after an early stop starts from the beginning
     _assert_same(first, ref[0])
-    it = iter(loader)
-    next(it)
+    stale = iter(loader)
+    next(stale)
+    it = iter(loader)  # a new pass closes the unfinished one: the stale iterator ends, writes nothing
+    assert list(stale) == []
+    assert torch.equal(next(it)["clip"], ref[0]["clip"])
     assert _loader_threads()
     loader.close()  # closes an unfinished pass too
     assert not _loader_threads()

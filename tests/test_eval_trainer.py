@@ -20,12 +20,12 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 # configs/*/tiny.yaml shrunk further so that the whole module runs in well under a minute
-SMALL = ("batch_size=2", "data.frames=4", "data.future_frames=4", "data.crop=32", "data.num_workers=0",
+SMALL = ("batch_size=2", "data.frames=4", "data.future_frames=4", "data.crop=96", "data.input_size=32", "data.num_workers=0",
          "data.max_iframes=2", "model.video_size=16", "model.embed_dim=16", "model.noise_dim=4",
          "model.options.head_hidden=16", "model.options.pose_hidden=8", "model.options.gen_channels=16",
          "model.options.disc_width=4", "run.threads=1", "run.image_every=0", "run.tensorboard=false")
 PRE_STEPS = ("stages.pose.steps=2", "stages.video.steps=1", "stages.context.steps=2", "stages.joint.steps=1")
-FT = ("batch_size=2", "data.frames=4", "data.crop=32", "data.num_workers=0", "model.embed_dim=16",
+FT = ("batch_size=2", "data.frames=4", "data.crop=96", "data.input_size=32", "data.num_workers=0", "model.embed_dim=16",
       "model.options.head_hidden=16", "model.options.pose_hidden=8", "epochs=1", "steps_per_epoch=2",
       "max_eval_videos=2", "run.threads=1", "run.tensorboard=false")
 

@@ -63,7 +63,7 @@ def _write(tmp_path, data) -> Path:
     ({"stages": [{"name": "warmup"}]}, "config.stages[0].name: must be one of"),
     ({"stages": [{"steps": 3}]}, "config.stages[0]: missing required key 'name'"),
     ({"model": {"video_size": 60}}, "config.model.video_size: must be a multiple of 8"),
-    ({"data": {"crop": 64}, "model": {"video_size": 112}}, "video_size: 112 exceeds data.crop 64"),
+    ({"data": {"crop": 64}, "model": {"video_size": 112}}, "video_size: 112 exceeds the network input size 64"),
 ])
 def test_invalid_configs_name_file_and_key(tmp_path, data, message):
     path = _write(tmp_path, data)

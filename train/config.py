@@ -38,6 +38,7 @@ class DataConfig:
     future_frames: int = 16
     max_iframes: int = 4
     crop: int = 112
+    input_size: int | None = None         # resize each crop to this size before the network (None: keep crop)
     split_index: int = 1
     num_workers: int = 2
     pin_memory: bool = True
@@ -47,6 +48,8 @@ class DataConfig:
 
     def validate(self, where: str) -> None:
         _positive(where, frames=self.frames, stride=self.stride, crop=self.crop)
+        if self.input_size is not None:
+            _positive(where, input_size=self.input_size)
         if self.future_frames < 0 or self.max_iframes < 0:
             raise ConfigError(f"{where}: future_frames and max_iframes must be >= 0")
         if self.split_index not in (1, 2, 3):
@@ -196,8 +199,9 @@ class PretrainConfig:
             seen.append(stage.name)
         if self.data.future_frames < 1 or self.data.max_iframes < 1:
             raise ConfigError(f"{where}.data: pretraining needs future_frames >= 1 and max_iframes >= 1")
-        if self.model.video_size > self.data.crop:
-            raise ConfigError(f"{where}.model.video_size: {self.model.video_size} exceeds data.crop {self.data.crop}")
+        size = self.data.input_size or self.data.crop
+        if self.model.video_size > size:
+            raise ConfigError(f"{where}.model.video_size: {self.model.video_size} exceeds the network input size {size}")
         if "context" in [s.name for s in self.stages if s.enabled] and self.batch_size < 2:
             raise ConfigError(f"{where}.batch_size: contrastive stages need >= 2 clips per batch")
 

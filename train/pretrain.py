@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from train import checkpoint as ckpt_mod
 from train.config import PretrainConfig, StageConfig, save_config, to_dict
@@ -47,18 +48,40 @@ def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, spli
     ds = ClipDataset(store, split=split, split_index=d.split_index, spec=spec, allow_incomplete=d.allow_incomplete)
     sampler = ShardLocalSampler(ds, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
                                 seed=cfg.run.seed, drop_last=True)
-    augment = make_augment(d.augment, d.crop, train=True).to(dist_info.device)
+    augment = make_augment(d.augment, d.crop, train=True, input_size=d.input_size).to(dist_info.device)
     return ds, sampler, augment
 
 
-def make_augment(names: list[str], crop: int, train: bool):
-    """ClipAugment with the configured subset of the paper's augmentations (random crop is always on)."""
+class _ResizeAfter(torch.nn.Module):
+    """Runs an augmentation, then resizes its clips and I-frames to `size` (poses are crop-normalised)."""
+
+    def __init__(self, augment: torch.nn.Module, size: int):
+        super().__init__()
+        self.augment, self.size = augment, int(size)
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict:
+        out = self.augment(batch, generator)
+        for key in ("clip", "future_clip", "iframes"):
+            x = out.get(key)
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.shape[-1] != self.size:
+                lead = x.shape[:-2]
+                x = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=(self.size, self.size), mode="bilinear",
+                                  align_corners=False, antialias=True)
+                out[key] = x.reshape(*lead, self.size, self.size)
+        return out
+
+
+def make_augment(names: list[str], crop: int, train: bool, input_size: int | None = None) -> torch.nn.Module:
+    """ClipAugment with the configured subset of the paper's augmentations (random crop is always on),
+    followed by a resize to `input_size` when it differs from `crop` (cheap CPU configs see the whole
+    112-px crop at low resolution instead of a small fragment of the frame)."""
     from train.data import ClipAugment
 
-    return ClipAugment(crop=crop, train=train,
-                       flip_p=0.5 if "flip" in names else 0.0,
-                       jitter_p=0.8 if "color_jitter" in names else 0.0,
-                       blur_p=0.5 if "gaussian_blur" in names else 0.0)
+    aug = ClipAugment(crop=crop, train=train,
+                      flip_p=0.5 if "flip" in names else 0.0,
+                      jitter_p=0.8 if "color_jitter" in names else 0.0,
+                      blur_p=0.5 if "gaussian_blur" in names else 0.0)
+    return aug if input_size in (None, crop) else _ResizeAfter(aug, input_size)
 
 
 def _set_trainable(net: CSVRModel, groups: tuple[str, ...]) -> None:

@@ -14,6 +14,10 @@ delivered as uint8 (T, c, c, 3) batches to the main process.
    Optionally `pyav_1i`: the same over single-I-frame encodes of the same videos (like most UCF101 files).
 3. `raw`: the same stored frames copied once into an uncompressed .npy, page-cached, read by memmap
    slices straight into the same kind of batch buffer: what a loader could do with zero decode cost.
+Threaded rows (`store_threads`, `pyav_threads`, `pyav_1i_threads`, `raw_threads`, and with reused
+buffers `store_threads_reuse`, `raw_threads_reuse`): the same datasets through `ThreadedLoader`, N
+threads in the main process (N = the worker count of the other rows), no inter-process transport.
+The headline ratios take the best store row over the best row of each baseline, in either mode.
 Optionally `store_full` (the complete CSVR sample: clip + future clip + poses + I-frames, uncropped),
 `store_full_crop` (the same cropped in the worker) and `store_per_item` (the store row without batched assembly).
 

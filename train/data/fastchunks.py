@@ -130,8 +130,8 @@ class DirectChunkReader:
     def close(self) -> None:
         for entry in self._maps.values():
             if entry is not None:
-                entry[1].release()
                 try:
+                    entry[1].release()
                     entry[0].close()
                 except BufferError:  # a chunk view is still referenced somewhere: the map closes when it goes
                     pass
@@ -139,6 +139,7 @@ class DirectChunkReader:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        self._index.clear()  # a later read reopens the shard (and its index)
 
     def __del__(self) -> None:
         try:

@@ -183,6 +183,8 @@ class ThreadedLoader:
         exhausted = False
         try:
             while True:
+                if epoch.closed:  # a newer pass (or close()) owns the buffers now: submit nothing more
+                    return
                 # job j fills slot j % size; it may start once the consumer asks for batch j - prefetch,
                 # i.e. after `depth` requests since batch j - size (same slot) was handed out
                 while not exhausted and submitted <= handed + self.prefetch:
@@ -192,7 +194,7 @@ class ThreadedLoader:
                         break
                     epoch.pending.append(pool.submit(self._job, submitted % size, keys))
                     submitted += 1
-                if not epoch.pending or epoch.closed:
+                if not epoch.pending:
                     return
                 n = epoch.pending.popleft().result()
                 tensors = ring[handed % size][0]

@@ -1,4 +1,5 @@
-"""Branch modules: pose GAN + aligner, context heads, integration layer, video GAN, assembled model."""
+"""Branch modules: pose GAN + aligner, context heads, integration layer, video GAN; the assembled model
+(`train.system.CSVRModel`) and the fine-tuning network (`train.finetune.DownstreamNet`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import torch
 from train.models import (
     AdaINIntegration,
     ConcatIntegration,
-    CSVRConfig,
-    CSVRModel,
     MLPHead,
     MotionAligner,
     PoseDiscriminator,
@@ -17,7 +16,10 @@ from train.models import (
     VideoDiscriminator,
     VideoGenerator,
 )
+from train.config import FinetuneConfig, ModelConfig
+from train.finetune import DownstreamNet
 from train.models.video_gen import start_size
+from train.system import DISCRIMINATORS, GROUPS, CSVRModel
 
 torch.set_num_threads(1)
 
@@ -186,78 +188,114 @@ def test_video_discriminator_per_sample():
 
 
 # ------------------------------------------------------------------------------------------ assembled
-TINY = CSVRConfig(
-    backbone="s3d", embed_dim=16, head_hidden=32, clip_frames=8, future_frames=8, pose_hidden=16, pose_layers=6,
-    pose_noise_dim=4, video_size=32, video_frames=4, video_noise_dim=8, video_gen_channels=32, video_disc_width=4,
+TINY = ModelConfig(
+    backbone="s3d", embed_dim=16, pose_layers=6, noise_dim=4, video_size=32,
+    options={"head_hidden": 32, "pose_hidden": 16, "gen_channels": 32, "gen_min_channels": 8, "frame_latent": 8,
+             "disc_width": 4},
 )
+FRAMES, FUTURE = 8, 4
+
+
+def _params(modules) -> set[int]:
+    return {id(p) for m in modules for p in m.parameters()}
 
 
 def test_csvr_model_features_and_generation():
     torch.manual_seed(0)
-    model = CSVRModel(TINY)
-    clip, pose = torch.randn(2, 3, 8, 32, 32), torch.rand(2, 8, 17, 2)
-    feats = model.features(clip, pose)
-    assert {k: tuple(v.shape) for k, v in feats.items()} == {"f_s": (2, 16), "f_d": (2, 16), "f_i": (2, 16)}
-    fut, f_d = model.predict_poses(pose)
-    assert fut.shape == (2, 8, 17, 2) and f_d.shape == (2, 16)
-    model.eval()
-    torch.testing.assert_close(model.predict_poses(pose)[1], model.dynamic_feature(pose))
+    model = CSVRModel(TINY, FRAMES, FUTURE)
+    clip, pose = torch.randn(2, 3, FRAMES, 32, 32), torch.rand(2, FRAMES, 17, 2)
+    f_s, f_d = model.video_embedding(clip), model.pose_features(pose)
+    f_i = model.integrate(f_s, f_d)
+    assert f_s.shape == f_d.shape == f_i.shape == (2, 16)
+    fut, feats = model.pose_gen(pose)
+    assert fut.shape == (2, FUTURE, 17, 2) and model.motion_feature(feats).shape == (2, 16)
+    model.eval()  # one encoder pass gives the same f_d as the direct path
+    torch.testing.assert_close(model.motion_feature(model.pose_gen(pose)[1]), model.pose_features(pose))
     model.train()
     frames = torch.randn(2, 3, 3, 32, 32)
-    z = model.iframe_embedding(frames)
-    assert z.shape == (2, 3, 16)
     mask = torch.tensor([[True, False, True], [True, True, False]])
-    zm = model.iframe_embedding(frames, mask)
+    zm = model.iframe_embeddings(frames, mask)
     assert zm.shape == (2, 3, 16)
     assert (zm[~mask] == 0).all() and (zm[mask].abs().sum(1) > 0).all()
-    model.eval()  # without batch statistics the valid rows equal the unmasked embedding
-    torch.testing.assert_close(model.iframe_embedding(frames, mask)[mask], model.iframe_embedding(frames)[mask])
+    model.eval()  # without batch statistics the valid rows equal the embedding of every I-frame
+    full = model.iframe_embeddings(frames, torch.ones_like(mask))
+    torch.testing.assert_close(model.iframe_embeddings(frames, mask)[mask], full[mask])
     model.train()
-    rec, pred = model.generate_videos(feats["f_i"])
-    assert rec.shape == pred.shape == (2, 3, 4, 32, 32)
-    assert model.video_disc_r(rec).shape == (2,) and model.pose_disc(fut, pose).shape == (2,)
-    d_ids = {id(p) for p in model.discriminator_parameters()}
-    g_ids = {id(p) for p in model.generator_parameters()}
-    assert not d_ids & g_ids and len(d_ids) + len(g_ids) == len(list(model.parameters()))
-    assert CSVRConfig.from_dict(TINY.to_dict()) == TINY
-    with pytest.raises(ValueError, match="unknown CSVRConfig keys"):
-        CSVRConfig.from_dict({"bogus": 1})
-    with pytest.raises(ValueError, match="integration must be"):
-        CSVRConfig(integration="sum")
+    rec, pred = model.video_gen_r(f_i), model.video_gen_p(f_i)
+    assert rec.shape == (2, 3, FRAMES, 32, 32) and pred.shape == (2, 3, FUTURE, 32, 32)
+    assert model.video_disc_r(rec).shape == (2,) and model.video_disc_p(pred).shape == (2,)
+    assert model.pose_disc(fut, pose).shape == (2,)
+    # discriminator and generator/encoder parameters: disjoint, together every parameter
+    d_ids = _params(model.groups(DISCRIMINATORS).values())
+    g_ids = _params(model.groups([g for g in GROUPS if g not in DISCRIMINATORS]).values())
+    assert d_ids and g_ids and not d_ids & g_ids
+    assert d_ids | g_ids == {id(p) for p in model.parameters()}
+    assert set(model.group_state(GROUPS)) == set(model.state_dict())
+    with pytest.raises(ValueError, match=r"model.options: unknown key\(s\) \['bogus'\]"):
+        CSVRModel(ModelConfig(backbone="s3d", options={"bogus": 1}), FRAMES, FUTURE)
 
 
-@pytest.mark.parametrize("variant", ["f_s", "f_d", "f_i", "adain"])
+@pytest.mark.parametrize("variant", ["fi", "fs", "fd", "concat", "scratch"])
 def test_downstream_variants(variant):
     torch.manual_seed(0)
-    model = CSVRModel(TINY)
-    clf = model.build_downstream(num_classes=5, variant=variant, dropout=0.3)
-    clip, pose = torch.randn(2, 3, 8, 32, 32), torch.rand(2, 8, 17, 2)
-    logits = clf(clip, pose)
+    net = DownstreamNet(TINY, variant, num_classes=5, dropout=0.3)
+    clip, pose = torch.randn(2, 3, FRAMES, 32, 32), torch.rand(2, FRAMES, 17, 2)
+    logits = net(clip, pose)
     assert logits.shape == (2, 5)
     logits.sum().backward()
-    assert clf.fc.weight.grad is not None
-    assert clf.dropout.p == 0.3
+    assert net.dropout.p == 0.3
+    for name, p in net.named_parameters():  # every module the variant builds is used
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert net.classifier.weight.grad.abs().sum() > 0
+    assert hasattr(net, "vnet") == (variant != "fd")
+    assert hasattr(net, "pose_encoder") == (variant != "fs")
+    assert hasattr(net, "integration") == (variant in ("fi", "concat", "scratch"))
+    if variant == "fs":  # the pooled V-Network feature, no pose input
+        assert net.classifier.in_features == net.vnet.feature_dim and net(clip, None).shape == (2, 5)
+    else:
+        assert net.classifier.in_features == 16
+    if variant == "fd":
+        assert net(None, pose).shape == (2, 5)
+    if variant == "concat":  # the concat integration whatever model.integration says
+        assert isinstance(net.integration, ConcatIntegration)
+    if variant in ("fi", "scratch"):
+        assert isinstance(net.integration, AdaINIntegration)
+
+
+def _pretrain_ckpt(tmp_path, cfg: ModelConfig):
+    from dataclasses import asdict
+
+    from train import checkpoint as ckpt_mod
+
+    model = CSVRModel(cfg, FRAMES, FUTURE)
+    ck = ckpt_mod.make_checkpoint(kind="pretrain-stage", model=model, optimizer=None, scheduler=None,
+                                  progress={}, config={}, extra={"model_config": asdict(cfg),
+                                                                 "valid_groups": list(GROUPS)})
+    return model, ckpt_mod.save_atomic(ck, tmp_path / "pre.pt")
+
+
+def test_downstream_loads_pretrained_and_refuses_wrong_integration(tmp_path):
+    from train import checkpoint as ckpt_mod
+    from train.finetune import load_pretrained
+
+    torch.manual_seed(0)
+    model, path = _pretrain_ckpt(tmp_path, TINY)
+    net = DownstreamNet(TINY, "fi", 3, 0.3)
+    loaded = load_pretrained(net, path, FinetuneConfig(model=TINY, variant="fi"))
+    assert set(loaded) == {"vnet", "head_v", "pose_gen", "motion_align", "integration"}
     # weights are copies of the pretrained ones (not shared)
-    if clf.v_net is not None:
-        p0 = next(clf.v_net.parameters())
-        assert p0 is not next(model.v_net.parameters())
-        torch.testing.assert_close(p0, next(model.v_net.parameters()))
-    if variant == "f_s":
-        assert clf.pose_encoder is None and clf(clip, None).shape == (2, 5)
-    if variant == "f_d":
-        assert clf.v_net is None and clf(None, pose).shape == (2, 5)
-    if variant in ("f_i", "adain"):
-        with pytest.raises(ValueError, match="needs the poses"):
-            clf(clip, None)
-
-
-def test_downstream_concat_requires_concat_model():
-    model = CSVRModel(TINY)
-    with pytest.raises(ValueError, match="integration='concat'"):
-        model.build_downstream(3, variant="concat")
-    cfg = CSVRConfig(**{**TINY.to_dict(), "integration": "concat"})
-    clf = CSVRModel(cfg).build_downstream(3, variant="concat")
-    assert clf(torch.randn(2, 3, 8, 32, 32), torch.rand(2, 8, 17, 2)).shape == (2, 3)
+    p0, q0 = next(net.vnet.parameters()), next(model.vnet.parameters())
+    assert p0 is not q0
+    torch.testing.assert_close(p0, q0)
+    torch.testing.assert_close(net.pose_encoder.state_dict(), model.pose_gen.encoder.state_dict())
+    # an AdaIN-pretrained model cannot be fine-tuned as variant fi with integration=concat
+    concat = ModelConfig(**{**TINY.__dict__, "integration": "concat"})
+    with pytest.raises(ckpt_mod.CheckpointError, match="integration 'adain' was pretrained but the config asks for 'concat'"):
+        load_pretrained(DownstreamNet(concat, "fi", 3, 0.3), path, FinetuneConfig(model=concat, variant="fi"))
+    # the concat variant loads a concat-pretrained integration layer
+    _, cpath = _pretrain_ckpt(tmp_path, concat)
+    assert "integration" in load_pretrained(DownstreamNet(concat, "concat", 3, 0.3), cpath,
+                                            FinetuneConfig(model=concat, variant="concat"))
 
 
 def test_generators_fit_random_targets():
@@ -282,36 +320,35 @@ def test_generators_fit_random_targets():
 
 
 def test_csvr_joint_one_stage_step():
-    """Eq. 9 with every branch, the three GANs updated by OSGAN: one backward reaches every module."""
+    """Eq. 9 with every branch, the three GANs updated by OSGAN: one backward reaches every module group."""
     from train import losses as L
     from train.osgan import OneStageGAN
 
     torch.manual_seed(0)
-    model = CSVRModel(TINY)
-    clip, fclip = torch.randn(2, 3, 8, 32, 32), torch.rand(2, 3, 4, 32, 32) * 2 - 1
-    pose, fpose, fmask = torch.rand(2, 8, 17, 2), torch.rand(2, 8, 17, 2), torch.rand(2, 8, 17) > 0.2
+    model = CSVRModel(TINY, FRAMES, FUTURE)
+    clip, fclip = torch.rand(2, 3, FRAMES, 32, 32) * 2 - 1, torch.rand(2, 3, FUTURE, 32, 32) * 2 - 1
+    pose, fpose, fmask = torch.rand(2, FRAMES, 17, 2), torch.rand(2, FUTURE, 17, 2), torch.rand(2, FUTURE, 17) > 0.2
     iframes, imask = torch.randn(2, 2, 3, 32, 32), torch.tensor([[True, True], [True, False]])
     sp = sc = 0.75
-    f_s = model.static_feature(clip)
-    l_ctx = L.mi_infonce(f_s, model.iframe_embedding(iframes, imask), imask)
-    pred_pose, f_d = model.predict_poses(pose)
+    f_s = model.video_embedding(clip)
+    l_ctx = L.mi_infonce(f_s, model.iframe_embeddings(iframes, imask), imask)
+    pred_pose, feats = model.pose_gen(pose)
+    f_d = model.motion_feature(feats)
     os_p = OneStageGAN("wgan", d_weight=sp, g_weight=sp)
     crit_p = lambda v: model.pose_disc(v, pose)  # noqa: E731
     l_pose = os_p.discriminator_loss(crit_p(fpose), crit_p(os_p.to_discriminator(pred_pose))) / sp
     l_pose = l_pose + 10 * L.gradient_penalty(crit_p, fpose, pred_pose) + L.pose_l2(pred_pose, fpose, fmask)
     f_i = model.integrate(f_s, f_d)
-    rec, pred = model.generate_videos(f_i)
-    cur_small = clip[:, :, :4]
     l_video = []
-    for gen_out, target, disc in ((rec, cur_small, model.video_disc_r), (pred, fclip, model.video_disc_p)):
+    for gen, target, disc in ((model.video_gen_r, clip, model.video_disc_r), (model.video_gen_p, fclip, model.video_disc_p)):
+        gen_out = gen(f_i)
         os_v = OneStageGAN("wgan", d_weight=0.5, g_weight=0.5)
         adv = os_v.discriminator_loss(disc(target), disc(os_v.to_discriminator(gen_out))) / 0.5
         l_video.append(adv + 10 * L.gradient_penalty(disc, target, gen_out) + L.video_l2(gen_out, target))
     loss = L.total_loss(l_pose, l_ctx, L.video_branch_loss(*l_video), sp, sc)
     assert torch.isfinite(loss)
     loss.backward()
-    for name in ("v_net", "i_net", "g_v", "g_i", "pose_gen", "pose_disc", "aligner", "integration",
-                 "video_gen_r", "video_gen_p", "video_disc_r", "video_disc_p"):
-        grads = [p.grad for p in getattr(model, name).parameters() if p.grad is not None]
+    for name, module in model.groups(GROUPS).items():
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
         assert grads and all(torch.isfinite(g).all() for g in grads), name
         assert any(g.abs().sum() > 0 for g in grads), name

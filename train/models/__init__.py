@@ -1,8 +1,10 @@
-"""CSVR networks: backbone registry and the branch modules (see docs/models.md)."""
+"""CSVR networks: backbone registry and the branch modules (see docs/models.md).
+
+The assembled network is `train.system.CSVRModel`; the fine-tuning network is `train.finetune.DownstreamNet`.
+"""
 
 from train.models.backbones import BACKBONES, Backbone, build_backbone, register_backbone
 from train.models.context import MLPHead
-from train.models.csvr import CSVRConfig, CSVRModel, DownstreamClassifier
 from train.models.integration import AdaINIntegration, ConcatIntegration, build_integration
 from train.models.pose import MotionAligner, PoseDiscriminator, PoseEncoder, PoseGenerator
 from train.models.video_gen import VideoDiscriminator, VideoGenerator
@@ -22,7 +24,4 @@ __all__ = [
     "build_integration",
     "VideoGenerator",
     "VideoDiscriminator",
-    "CSVRConfig",
-    "CSVRModel",
-    "DownstreamClassifier",
 ]

@@ -44,11 +44,13 @@ def measure(name: str, frames: int = 16, size: int = 112) -> dict:
 
 
 def measure_downstream(backbone: str, frames: int = 16, size: int = 112) -> dict:
-    """The CSVR fine-tuning network (variant f_i: V-Network + g^V + pose encoder + aligner + AdaIN + fc)."""
-    from train.models.csvr import CSVRConfig, CSVRModel
+    """The CSVR fine-tuning network `train.finetune.DownstreamNet` of variant ``fi`` with the default
+    `ModelConfig` (V-Network + g^V + pose encoder + aligner + AdaIN + dropout + fc), as fine-tuned."""
+    from train.config import ModelConfig
+    from train.finetune import DownstreamNet
 
     with torch.device("meta"):
-        model = CSVRModel(CSVRConfig(backbone=backbone, clip_frames=frames)).build_downstream(101, "f_i").eval()
+        model = DownstreamNet(ModelConfig(backbone=backbone), "fi", 101, 0.3).eval()
         clip, pose = torch.zeros(2, 3, frames, size, size), torch.zeros(2, frames, 17, 2)
     params = sum(p.numel() for p in model.parameters())
     counter = FlopCounterMode(display=False)

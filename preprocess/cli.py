@@ -43,7 +43,7 @@ def parse_size(text: str) -> tuple[int, int]:
 @click.option("--split", type=int, default=None, help="Only videos in train/test of this split.")
 @click.option("--limit", type=int, default=None, help="Only the first N selected videos.")
 @click.option("--shard-frames", type=int, default=4096, show_default=True, help="Frames per shard.")
-@click.option("--codec", type=click.Choice(["lz4", "lz4-bitshuffle", "zstd"]), default="lz4",
+@click.option("--codec", type=click.Choice(["lz4", "lz4-bitshuffle", "zstd", "none"]), default="none",
               show_default=True, help="Blosc compressor of the frame arrays.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with other options.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

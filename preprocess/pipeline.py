@@ -51,7 +51,7 @@ class Options:
     pose_batch: int = 32
     shard_frames: int = st.DEFAULT_SHARD_FRAMES
     shard_iframes: int = st.DEFAULT_SHARD_FRAMES // 4
-    codec: str = "lz4"
+    codec: str = "none"
     split: int | None = None
     limit: int | None = None
 
@@ -354,7 +354,7 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
                        frame_step: int = 1, iframe_policy: str = "reencode", gop: int = 12,
                        max_people: int = 2, pose_options: dict | None = None, pose_cap: int = 320,
                        pose_batch: int = 32, shard_frames: int = st.DEFAULT_SHARD_FRAMES,
-                       shard_iframes: int | None = None, codec: str = "lz4", split: int | None = None,
+                       shard_iframes: int | None = None, codec: str = "none", split: int | None = None,
                        limit: int | None = None, overwrite: bool = False,
                        progress: bool = True) -> dict:
     """Preprocess the videos of ``manifest`` into the store at ``out`` (path or fsspec URL).

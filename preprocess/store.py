@@ -38,7 +38,9 @@ def compressor(name: str = "lz4"):
         return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
     if name == "lz4-bitshuffle":
         return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
-    raise ValueError(f"unknown compressor {name!r} (lz4, lz4-bitshuffle, zstd)")
+    if name == "none":
+        return None
+    raise ValueError(f"unknown compressor {name!r} (lz4, lz4-bitshuffle, zstd, none)")
 
 
 @dataclass(frozen=True)

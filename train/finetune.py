@@ -71,7 +71,7 @@ class DownstreamNet(nn.Module):
             self.pose_encoder = PoseEncoder(JOINTS, pose_hidden, cfg.pose_layers)
             self.motion_align = MotionAligner(pose_hidden, c, hidden=head_hidden)
         if variant in ("fi", "scratch"):
-            self.integration = build_integration(cfg.integration, c)
+            self.integration = build_integration(cfg.integration, c, gamma_offset=float(cfg.options.get("gamma_offset", 1.0)))
         elif variant == "concat":
             self.integration = build_integration("concat", c)
         feat_dim = self.vnet.feature_dim if variant == "fs" else c

@@ -71,7 +71,7 @@ class CSVRModel(nn.Module):
         self.pose_disc = PoseDiscriminator(joints=JOINTS, hidden=pose_hidden,
                                            num_layers=int(_opt(cfg, "pose_disc_layers", 4)))
         self.motion_align = MotionAligner(pose_hidden, c, hidden=head_hidden)
-        self.integration = build_integration(cfg.integration, c)
+        self.integration = build_integration(cfg.integration, c, gamma_offset=float(_opt(cfg, "gamma_offset", 1.0)))
         gen_kw = dict(cond_dim=c, size=cfg.video_size, noise_dim=cfg.noise_dim,
                       frame_latent=int(_opt(cfg, "frame_latent", 64)),
                       channels=int(_opt(cfg, "gen_channels", max(16, round(256 * w)))),

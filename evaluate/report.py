@@ -165,11 +165,22 @@ def plot_training_curves(
     for rec in records:
         if rec["stage"] not in stages:
             stages.append(rec["stage"])
-    # x offset per stage: stages laid end to end.
+    # x offset per stage: stages that follow one another in the log are laid end to end; a stage whose
+    # records are interleaved with the previous one's (e.g. per-epoch `eval` records inside `finetune`)
+    # shares that stage's step axis and gets no separator.
+    first_at = {s: next(i for i, r in enumerate(records) if r["stage"] == s) for s in stages}
+    last_at = {s: max(i for i, r in enumerate(records) if r["stage"] == s) for s in stages}
     offset: dict[str, int] = {}
+    separators: list[float] = []
     start = min(r["step"] for r in records if r["stage"] == stages[0])  # the first stage keeps its steps
-    for s in stages:
+    for i, s in enumerate(stages):
         steps = [r["step"] for r in records if r["stage"] == s]
+        if i and first_at[s] < last_at[stages[i - 1]]:
+            offset[s] = offset[stages[i - 1]]
+            start = max(start, max(steps) + offset[s] + 1)
+            continue
+        if i:
+            separators.append(start)
         offset[s] = start - min(steps)
         start = start + (max(steps) - min(steps)) + 1
     x_lo = min(r["step"] for r in records if r["stage"] == stages[0])
@@ -192,8 +203,8 @@ def plot_training_curves(
             if bad.any():
                 ax.scatter(x[bad], np.full(bad.sum(), 0.04), marker="x", s=60, color="red", zorder=5,
                            transform=ax.get_xaxis_transform(), label=f"{stage}: non-finite")
-        for s in stages[1:]:
-            ax.axvline(offset[s] + min(r["step"] for r in records if r["stage"] == s), color="grey", ls="--", lw=0.8)
+        for sx in separators:
+            ax.axvline(sx, color="grey", ls="--", lw=0.8)
         finite = np.concatenate([v[np.isfinite(v)] for _, v in series[key].values()] or [np.array([])])
         if key == "lr" or (finite.size and finite.min() > 0 and finite.max() / max(finite.min(), 1e-30) > 100):
             ax.set_yscale("log")

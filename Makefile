@@ -68,20 +68,28 @@ finetune: store
 	  --variant $(VARIANT) $(if $(filter scratch,$(VARIANT)),,--pretrained $(PRETRAINED))
 
 # --- evaluation ---------------------------------------------------------------------------------------
+EVAL_DIR ?= runs/$(DATASET)-$(CONFIG)/eval
+ABLATION_DIR ?= runs/$(DATASET)-$(CONFIG)/ablation
+ABLATE_ARGS ?=
+
 evaluate: store
 	$(BIN)/csvr evaluate run --store $(OUT) --pretrain-run $(PRETRAIN_RUN) --finetune-run $(FINETUNE_RUN) \
-	  --out runs/$(DATASET)-$(CONFIG)/eval $(if $(filter synthetic,$(DATASET)),--groups $(ROOT)/synthetic.json)
+	  --out $(EVAL_DIR) $(if $(filter synthetic,$(DATASET)),--groups $(ROOT)/synthetic.json)
 
+# Reuses the pretraining run of `make pretrain` when it exists; adds the tables to the evaluation report.
 ablate: store
-	$(BIN)/csvr ablate run --store $(OUT) --config $(CONFIG) --tables $(TABLES) --out runs/$(DATASET)-$(CONFIG)/ablation
+	$(BIN)/csvr ablate run --store $(OUT) --config $(CONFIG) --tables $(TABLES) --out $(ABLATION_DIR) \
+	  $(if $(wildcard $(PRETRAIN_RUN)/checkpoints/final.pt),--pretrain-run $(PRETRAIN_RUN)) \
+	  $(if $(wildcard $(EVAL_DIR)/metrics.json),--report $(EVAL_DIR)) $(ABLATE_ARGS)
 
 demo: setup
-	$(MAKE) --no-print-directory preprocess DATASET=synthetic
-	$(MAKE) --no-print-directory pretrain DATASET=synthetic CONFIG=tiny
-	$(MAKE) --no-print-directory finetune DATASET=synthetic CONFIG=tiny
-	$(MAKE) --no-print-directory evaluate DATASET=synthetic CONFIG=tiny
-	$(MAKE) --no-print-directory ablate DATASET=synthetic CONFIG=tiny
-	@echo "demo report: runs/synthetic-tiny/eval/report.md  ablation: runs/synthetic-tiny/ablation/"
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory preprocess DATASET=synthetic && \
+	$(MAKE) --no-print-directory pretrain DATASET=synthetic CONFIG=tiny && \
+	$(MAKE) --no-print-directory finetune DATASET=synthetic CONFIG=tiny && \
+	$(MAKE) --no-print-directory evaluate DATASET=synthetic CONFIG=tiny && \
+	$(MAKE) --no-print-directory ablate DATASET=synthetic CONFIG=tiny && \
+	echo "demo done in $$(( $$(date +%s) - start )) s: report runs/synthetic-tiny/eval/report.md, ablation runs/synthetic-tiny/ablation/ablation.md"
 
 # --- benchmarks (print numbers, write JSON under bench/) ------------------------------------------------
 bench: store

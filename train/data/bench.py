@@ -224,7 +224,14 @@ def time_loader(dataset: Dataset, *, workers: int, batch_size: int, batches: int
                         collate_fn=collate_samples,
                         persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
                         prefetch_factor=prefetch if workers else None, drop_last=True)
-    it = iter(loader)
+    try:
+        return _steady_rate(iter(loader), warmup, batches)
+    finally:
+        del loader
+
+
+def _steady_rate(it, warmup: int, batches: int) -> dict[str, float]:
+    """Clips/s over `batches` batches of iterator `it`, after `warmup` untimed ones."""
     for _ in range(warmup):
         next(it)
     t0 = time.perf_counter()
@@ -233,7 +240,6 @@ def time_loader(dataset: Dataset, *, workers: int, batch_size: int, batches: int
         b = next(it)
         count += len(b["clip"]) if isinstance(b, dict) else len(b)
     dt = time.perf_counter() - t0
-    del it, loader
     return {"clips": count, "seconds": dt, "clips_per_s": count / dt}
 
 
@@ -249,18 +255,9 @@ def time_threaded(dataset: Dataset, *, threads: int, batch_size: int, batches: i
     loader = ThreadedLoader(dataset, batch_size, sampler, threads=threads, depth=2, prefetch=prefetch,
                             pin_memory=torch.cuda.is_available() and not safe, safe=safe, drop_last=True)
     try:
-        it = iter(loader)
-        for _ in range(warmup):
-            next(it)
-        t0 = time.perf_counter()
-        count = 0
-        for _ in range(batches):
-            count += len(next(it)["clip"])
-        dt = time.perf_counter() - t0
-        del it
+        return _steady_rate(iter(loader), warmup, batches)
     finally:
         loader.close()
-    return {"clips": count, "seconds": dt, "clips_per_s": count / dt}
 
 
 def build_raw_copy(reader: StoreReader, videos: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:

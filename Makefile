@@ -94,9 +94,9 @@ demo: setup
 # --- benchmarks (print numbers, write JSON under bench/) ------------------------------------------------
 bench: store
 	mkdir -p bench
-	$(BIN)/csvr bench preprocess --root $(ROOT) --json bench/preprocess.json
-	$(BIN)/csvr bench loader $(OUT) --json bench/loader.json
-	$(BIN)/csvr bench train $(OUT) --json bench/train.json
+	$(BIN)/csvr bench preprocess --json bench/preprocess.json
+	$(BIN)/csvr bench loader $(OUT) --video-root $(ROOT) --json bench/loader.json
+	$(BIN)/csvr bench train $(OUT) --config configs/pretrain/$(CONFIG).yaml --json bench/train.json
 	$(BIN)/python -m train.models.summary --json bench/models_summary.json
 
 models-summary: setup

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from train.data.bench import bench_loader
-from train.data.fakestore import FakeStoreSpec, FakeVideo, write_fake_store
+from data_fakestore import FakeStoreSpec, FakeVideo, write_fake_store
 
 
 def _encode(path, n: int) -> None:

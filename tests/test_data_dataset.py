@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from train.data import ClipDataset, ClipSpec, EvalClipDataset, ShardLocalSampler
-from train.data.fakestore import fake_keypoints, fake_main_actor, write_fake_store
+from data_fakestore import fake_keypoints, fake_main_actor, write_fake_store
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from train.data import ClipDataset, StoreError, StoreReader
-from train.data.fakestore import FakeStoreSpec, FakeVideo, write_fake_store
+from data_fakestore import FakeStoreSpec, FakeVideo, write_fake_store
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader
 
 from train.data import ClipDataset, ClipSpec, EvalClipDataset, ShardLocalSampler, ThreadedLoader, collate_samples
-from train.data.fakestore import FakeStoreSpec, FakeVideo, write_fake_store
+from data_fakestore import FakeStoreSpec, FakeVideo, write_fake_store
 
 torch.set_num_threads(1)
 SPEC = ClipSpec(frames=2, stride=2, future_frames=2, max_iframes=2)

@@ -96,6 +96,15 @@ class RowRunner:
 
         return load_config(PretrainConfig, self.pretrain_config, self.pretrain_overrides)
 
+    def pretrained_model_config(self) -> Any:
+        """The model settings of the pretraining the rows start from (the given run's, else the config's)."""
+        from train.config import PretrainConfig, load_config
+
+        run_cfg = Path(self.pretrain_run) / "config.yaml" if self.pretrain_run is not None else None
+        if run_cfg is not None and run_cfg.is_file():
+            return load_config(PretrainConfig, run_cfg).model
+        return self._base_config().model
+
     def shared_run(self) -> Path:
         """The shared staged pretraining run (pretrained here, once, when none was given)."""
         from train.pretrain import pretrain
@@ -191,11 +200,12 @@ class RowRunner:
 
             cfg = load_config(FinetuneConfig, self.finetune_config, self.finetune_overrides)
             r = Recipe(frames=cfg.data.frames, stride=cfg.data.stride, crop=cfg.data.crop,
-                       split_index=cfg.data.split_index, input_size=cfg.data.input_size)
+                       split_index=cfg.data.split_index, input_size=cfg.data.input_size,
+                       pose_norm=cfg.data.pose_norm)
             self._test_batches = cached(eval_batches(self.store, "test", num_clips=self.num_clips,
                                                      batch_size=self.batch_size, device=self.device,
                                                      split_index=r.split_index, spec=r.spec(), crop=r.crop,
-                                                     input_size=r.input_size))
+                                                     input_size=r.input_size, pose_norm=r.pose_norm))
         return self._test_batches
 
     def __call__(self, row: paper.AblationRow, row_dir: Path) -> dict[str, float]:
@@ -217,6 +227,8 @@ class RowRunner:
             if glue:  # e.g. Table I f_i (AdaIN) without the video branch: fresh integration layer
                 overrides.append(f"allow_random={json.dumps(glue)}")
         cfg = load_config(FinetuneConfig, self.finetune_config, overrides)
+        if pretrained is None:  # scratch: the very network the pretrained rows fine-tune, randomly initialised
+            cfg.model = self.pretrained_model_config()
         ft_dir = row_dir / "finetune"
         t1 = time.perf_counter()
         finetune(cfg, self.store, ft_dir, pretrained=pretrained, resume=(ft_dir / "checkpoints" / "last.pt").is_file())

@@ -66,7 +66,7 @@ def evaluate_checkpoints(
     models = models or load_models(pretrain_run, finetune_run, device, checkpoint)
     fns, recipe = models.callables, models.recipe
     kw = dict(num_clips=num_clips, batch_size=batch_size, device=device, split_index=recipe.split_index,
-              spec=recipe.spec(), crop=recipe.crop, input_size=recipe.input_size)
+              spec=recipe.spec(), crop=recipe.crop, input_size=recipe.input_size, pose_norm=recipe.pose_norm)
     pre = models.pretrain_recipe
     comps = EvalComponents(
         test_batches=eval_batches(store, "test", **kw),
@@ -74,7 +74,7 @@ def evaluate_checkpoints(
         classify=fns.get("classify"), features=fns.get("features"), pretext=fns.get("pretext"),
         pretext_batches=(eval_batches(store, "test", num_clips=1, batch_size=PRETEXT_BATCH, device=device,
                                       split_index=pre.split_index, spec=pre.spec(pretext=True), crop=pre.crop,
-                                      input_size=pre.input_size)
+                                      input_size=pre.input_size, pose_norm=pre.pose_norm)
                          if fns.get("pretext") and pre is not None else None),
         video_frame=info.middle_frame, video_ids=video_id_map(info.ids),
         attrs={"store": str(store), "pretrain_checkpoint": str(models.pretrain_checkpoint or ""),

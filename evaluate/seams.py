@@ -80,10 +80,12 @@ def eval_batches(
     spec: Any | None = None,
     crop: int = 112,
     input_size: int | None = None,
+    pose_norm: str = "crop",
 ) -> Callable[[], Iterable[Mapping[str, Any]]]:
     """A factory of eval batches: `num_clips` clips per video of `split` (starts spread uniformly),
-    centre-cropped to `crop`, resized to `input_size` when given (as the trainer's `data.input_size`)
-    and normalised: the trainer's own eval augmentation (`train.pretrain.make_augment`, i.e.
+    centre-cropped to `crop`, resized to `input_size` when given (as the trainer's `data.input_size`),
+    poses expressed as `pose_norm` says (the trainer's `data.pose_norm`), and normalised: the
+    trainer's own eval augmentation (`train.pretrain.make_augment`, i.e.
     `ClipAugment(train=False)`, docs/contracts.md section 7)."""
     try:
         from torch.utils.data import DataLoader
@@ -95,7 +97,7 @@ def eval_batches(
 
     ds = EvalClipDataset(store, split=split, split_index=split_index, num_clips=num_clips,
                          **({"spec": spec} if spec is not None else {}))
-    augment = make_augment([], crop, train=False, input_size=input_size).to(device)
+    augment = make_augment([], crop, train=False, input_size=input_size, pose_norm=pose_norm).to(device)
 
     def batches() -> Iterable[Mapping[str, Any]]:
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -138,6 +140,7 @@ class Recipe:
     max_iframes: int = 0
     split_index: int = 1
     input_size: int | None = None  # the crop is resized to this before the network (None: kept)
+    pose_norm: str = "crop"        # the trainer's data.pose_norm ("crop" for runs that predate it)
 
     @property
     def size(self) -> int:
@@ -153,7 +156,8 @@ class Recipe:
             return cls(frames=int(d["frames"]), stride=int(d["stride"]), crop=int(d["crop"]),
                        future_frames=int(d.get("future_frames", 0)), max_iframes=int(d.get("max_iframes", 0)),
                        split_index=int(d.get("split_index", 1)),
-                       input_size=int(d["input_size"]) if d.get("input_size") else None)
+                       input_size=int(d["input_size"]) if d.get("input_size") else None,
+                       pose_norm=str(d.get("pose_norm", "crop")))
         except KeyError as e:
             raise ValueError(f"{path}: config.data lacks {e.args[0]!r}") from None
 

@@ -39,6 +39,8 @@ class DataConfig:
     max_iframes: int = 4
     crop: int = 112
     input_size: int | None = None         # resize each crop to this size before the network (None: keep crop)
+    pose_norm: str = "person"             # poses as the networks see them: "person" (centred, unit RMS
+                                          # radius per clip) or "crop" (the crop's [0, 1] box); docs/training.md
     split_index: int = 1
     num_workers: int = 2
     pin_memory: bool = True
@@ -50,6 +52,8 @@ class DataConfig:
         _positive(where, frames=self.frames, stride=self.stride, crop=self.crop)
         if self.input_size is not None:
             _positive(where, input_size=self.input_size)
+        if self.pose_norm not in ("crop", "person"):
+            raise ConfigError(f"{where}.pose_norm: must be 'crop' or 'person', got {self.pose_norm!r}")
         if self.future_frames < 0 or self.max_iframes < 0:
             raise ConfigError(f"{where}: future_frames and max_iframes must be >= 0")
         if self.split_index not in (1, 2, 3):
@@ -74,7 +78,7 @@ class ModelConfig:
     pose_layers: int = 6                   # G_p encoder depth (Table III)
     noise_dim: int = 64                    # z_p / z_v size
     video_size: int = 64                   # generated video side (TGAN output), e.g. 32 on CPU, 112 on GPU
-    width: float = 1.0                     # channel-width multiplier where the model components support it
+    width: float = 1.0                     # channel-width multiplier of every network (backbones, GANs)
     options: dict[str, Any] = field(default_factory=dict)  # passed through to the model builders
 
     def validate(self, where: str) -> None:

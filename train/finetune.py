@@ -64,7 +64,7 @@ class DownstreamNet(nn.Module):
         uses_video = variant in ("fi", "concat", "scratch", "fs")
         uses_pose = variant in ("fi", "concat", "scratch", "fd")
         if uses_video:
-            self.vnet = build_backbone(cfg.backbone)
+            self.vnet = build_backbone(cfg.backbone, width=cfg.width)
         if uses_video and variant != "fs":
             self.head_v = MLPHead(self.vnet.feature_dim, c, hidden=head_hidden)
         if uses_pose:
@@ -253,8 +253,10 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
         batches.position = Position(int(progress["data_epoch"]), int(progress["data_batch"]))
         log.info("fine-tune resumed from %s at epoch %d", last_path, start_epoch)
     model = wrap_ddp(net, dist_info)
-    train_aug = make_augment(d.augment, d.crop, train=True, input_size=d.input_size).to(dist_info.device)
-    eval_aug = make_augment([], d.crop, train=False, input_size=d.input_size).to(dist_info.device)
+    train_aug = make_augment(d.augment, d.crop, train=True, input_size=d.input_size,
+                             pose_norm=d.pose_norm).to(dist_info.device)
+    eval_aug = make_augment([], d.crop, train=False, input_size=d.input_size,
+                            pose_norm=d.pose_norm).to(dist_info.device)
     eval_loader = _eval_loader(cfg, store, dist_info)
     logger = MetricsLogger(run_dir, enabled=dist_info.is_main, tensorboard=cfg.run.tensorboard)
     it = iter(batches)

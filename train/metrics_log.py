@@ -126,19 +126,30 @@ def _plt():
     return plt
 
 
+def _pose_limits(poses: list[torch.Tensor], masks: list[torch.Tensor | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Shared (x, y) limits around every drawn joint, with a 10% margin; the [0, 1] box when none is."""
+    pts = [p.detach().float().cpu().numpy()[m.cpu().numpy().astype(bool)] if m is not None
+           else p.detach().float().cpu().numpy().reshape(-1, 2) for p, m in zip(poses, masks)]
+    pts = np.concatenate([q for q in pts if len(q)] or [np.array([[0.0, 0.0], [1.0, 1.0]])])
+    lo, hi = pts.min(0), pts.max(0)
+    pad = 0.1 * max(float((hi - lo).max()), 1e-3)
+    return lo - pad, hi + pad
+
+
 def save_pose_plot(path: str | Path, current: torch.Tensor, future_real: torch.Tensor,
                    future_gen: torch.Tensor, mask: torch.Tensor | None = None, max_frames: int = 8,
                    current_mask: torch.Tensor | None = None) -> Path:
     """Skeleton plot of one sample: rows = observed poses, real future, generated future.
 
-    Poses are (T, 17, 2) in normalised crop coordinates (y down, the crop is the [0, 1] box); joints
-    unobserved in the real poses (`current_mask`, `mask` for the future) are not drawn; generated
-    poses are drawn where the real future was observed.
+    Poses are (T, 17, 2) with y down, in crop or person-centred coordinates (`data.pose_norm`); every
+    panel shares the limits of the drawn joints. Joints unobserved in the real poses (`current_mask`,
+    `mask` for the future) are not drawn; generated poses are drawn where the real future was observed.
     """
     plt = _plt()
     rows = [("current", current), ("future (real)", future_real), ("future (generated)", future_gen)]
     cols = min(max_frames, max(r[1].shape[0] for r in rows))
     fig, axes = plt.subplots(3, cols, figsize=(1.6 * cols, 5.0), squeeze=False)
+    lo, hi = _pose_limits([current, future_real, future_gen], [current_mask, mask, mask])
     for r, (title, poses) in enumerate(rows):
         p = poses.detach().float().cpu().numpy()
         idx = np.linspace(0, p.shape[0] - 1, cols).round().astype(int)
@@ -152,8 +163,8 @@ def save_pose_plot(path: str | Path, current: torch.Tensor, future_real: torch.T
                     ax.plot([p[t, a, 0], p[t, b, 0]], [p[t, a, 1], p[t, b, 1]], "-", lw=1.2,
                             color=("tab:blue", "tab:green", "tab:red")[r])
             ax.scatter(p[t, m, 0], p[t, m, 1], s=4, color="k")
-            ax.set_xlim(-0.1, 1.1)
-            ax.set_ylim(1.1, -0.1)
+            ax.set_xlim(lo[0], hi[0])
+            ax.set_ylim(hi[1], lo[1])
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

@@ -15,6 +15,7 @@ from their `final.pt`, trains only its own groups (`train.system.STAGE_GROUPS`) 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -39,49 +40,76 @@ def stage_dir(run_dir: Path, stage: str) -> Path:
     return run_dir / "checkpoints" / stage
 
 
-def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, split: str | None = "train"):
-    """The training dataset, its rank-split sampler and the on-device augmentation."""
-    from train.data import ClipAugment, ClipDataset, ClipSpec, ShardLocalSampler
+# What a stage does not read: the pose CGAN needs only poses, context matching no future clip,
+# the video generators no I-frames.
+STAGE_SKIPS: dict[str, dict[str, object]] = {
+    "pose": {"pixels": False, "max_iframes": 0},
+    "context": {"future_frames": 0},
+    "video": {"max_iframes": 0},
+}
+
+
+def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, split: str | None = "train",
+               stage: str | None = None):
+    """The training dataset (reading what `stage` uses; None: everything), its rank-split sampler and
+    the on-device augmentation."""
+    from train.data import ClipDataset, ClipSpec, ShardLocalSampler
 
     d = cfg.data
     spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=d.future_frames, max_iframes=d.max_iframes)
+    spec = dataclasses.replace(spec, **STAGE_SKIPS.get(stage, {}))
     ds = ClipDataset(store, split=split, split_index=d.split_index, spec=spec, allow_incomplete=d.allow_incomplete)
     sampler = ShardLocalSampler(ds, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
                                 seed=cfg.run.seed, drop_last=True)
-    augment = make_augment(d.augment, d.crop, train=True, input_size=d.input_size).to(dist_info.device)
+    augment = make_augment(d.augment, d.crop, train=True, input_size=d.input_size,
+                           pose_norm=d.pose_norm).to(dist_info.device)
     return ds, sampler, augment
 
 
-class _ResizeAfter(torch.nn.Module):
-    """Runs an augmentation, then resizes its clips and I-frames to `size` (poses are crop-normalised)."""
+class _AfterAugment(torch.nn.Module):
+    """Runs an augmentation, then resizes its clips and I-frames to `size` (None: kept) and, with
+    `pose_norm="person"`, re-expresses poses in the person's frame (`normalize_person_poses`)."""
 
-    def __init__(self, augment: torch.nn.Module, size: int):
+    def __init__(self, augment: torch.nn.Module, size: int | None, pose_norm: str):
         super().__init__()
-        self.augment, self.size = augment, int(size)
+        self.augment, self.size, self.pose_norm = augment, size, pose_norm
 
     def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict:
+        from train.data import normalize_person_poses
+
         out = self.augment(batch, generator)
-        for key in ("clip", "future_clip", "iframes"):
+        for key in ("clip", "future_clip", "iframes") if self.size else ():
             x = out.get(key)
-            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.shape[-1] != self.size:
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() and x.shape[-1] != self.size:
                 lead = x.shape[:-2]
                 x = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=(self.size, self.size), mode="bilinear",
                                   align_corners=False, antialias=True)
                 out[key] = x.reshape(*lead, self.size, self.size)
+        if self.pose_norm == "person" and "pose" in out:
+            has_future = "future_pose" in out
+            out["pose"], future = normalize_person_poses(
+                out["pose"], out["pose_mask"], out.get("future_pose"), out.get("future_pose_mask"))
+            if has_future:
+                out["future_pose"] = future
         return out
 
 
-def make_augment(names: list[str], crop: int, train: bool, input_size: int | None = None) -> torch.nn.Module:
+def make_augment(names: list[str], crop: int, train: bool, input_size: int | None = None,
+                 pose_norm: str = "crop") -> torch.nn.Module:
     """ClipAugment with the configured subset of the paper's augmentations (random crop is always on),
     followed by a resize to `input_size` when it differs from `crop` (cheap CPU configs see the whole
-    112-px crop at low resolution instead of a small fragment of the frame)."""
-    from train.data import ClipAugment
+    112-px crop at low resolution instead of a small fragment of the frame) and by the pose
+    normalisation `pose_norm` (train.data.POSE_NORMS)."""
+    from train.data import POSE_NORMS, ClipAugment
 
+    if pose_norm not in POSE_NORMS:
+        raise ValueError(f"pose_norm must be one of {POSE_NORMS}, got {pose_norm!r}")
     aug = ClipAugment(crop=crop, train=train,
                       flip_p=0.5 if "flip" in names else 0.0,
                       jitter_p=0.8 if "color_jitter" in names else 0.0,
                       blur_p=0.5 if "gaussian_blur" in names else 0.0)
-    return aug if input_size in (None, crop) else _ResizeAfter(aug, input_size)
+    size = None if input_size in (None, crop) else int(input_size)
+    return aug if size is None and pose_norm == "crop" else _AfterAugment(aug, size, pose_norm)
 
 
 def _set_trainable(net: CSVRModel, groups: tuple[str, ...]) -> None:
@@ -160,7 +188,7 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
     sdir = stage_dir(run_dir, stage.name)
     final, last = sdir / "final.pt", sdir / "last.pt"
     net, model, optimizer, scheduler, groups, loaded = _build_stage(cfg, stage, run_dir, dist_info, stage.steps)
-    ds, sampler, augment = build_data(cfg, store, dist_info)
+    ds, sampler, augment = build_data(cfg, store, dist_info, stage=stage.name)
     step, position = 0, Position()
     if resume and last.is_file():
         ck = ckpt_mod.load(last)

@@ -58,8 +58,8 @@ class CSVRModel(nn.Module):
         self.frames, self.future_frames = frames, future_frames
         w = cfg.width
         c = cfg.embed_dim
-        self.vnet = build_backbone(cfg.backbone)
-        self.inet = build_backbone(cfg.inet)
+        self.vnet = build_backbone(cfg.backbone, width=w)
+        self.inet = build_backbone(cfg.inet, width=w)
         head_hidden = int(_opt(cfg, "head_hidden", 512))
         self.head_v = MLPHead(self.vnet.feature_dim, c, hidden=head_hidden)
         self.head_i = MLPHead(self.inet.feature_dim, c, hidden=head_hidden)

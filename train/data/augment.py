@@ -27,6 +27,9 @@ import torch.nn.functional as F
 COCO_FLIP_PERM: tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
 KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
 KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
+# How poses reach the networks: "crop" = x, y in the crop's [0, 1] box; "person" = centred on the
+# person and scaled to unit RMS radius per clip (`normalize_person_poses`).
+POSE_NORMS: tuple[str, ...] = ("crop", "person")
 
 # RGB <-> YIQ: hue rotation is a rotation of the (I, Q) chroma plane
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -132,7 +135,7 @@ class ClipAugment(torch.nn.Module):
         flip = p["flip"].to(x.device)
         if bool(flip.any()):
             x = torch.where(flip.view(-1, 1, 1, 1, 1), x.flip(-1), x)
-        if self.train_mode:
+        if self.train_mode and x.numel():  # (0 frames: a pose-only batch)
             dev = x.device
             x = color_jitter(x, p["brightness"].to(dev), p["contrast"].to(dev), p["saturation"].to(dev),
                              p["hue"].to(dev))
@@ -197,3 +200,31 @@ class ClipAugment(torch.nn.Module):
             else:
                 out["iframes"] = fr.new_zeros((b, 0, 3, self.crop, self.crop), dtype=torch.float32)
         return out
+
+
+def normalize_person_poses(pose: torch.Tensor, mask: torch.Tensor, future: torch.Tensor | None = None,
+                           future_mask: torch.Tensor | None = None, min_scale: float = 0.02
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Person-centred pose coordinates, one frame of reference per clip.
+
+    pose (B, T, J, >=2) and mask (B, T, J) are the observed clip's poses in crop coordinates. Per clip,
+    the centre is the mean of every observed joint over all T frames and the scale their RMS distance
+    from it; x, y of `pose` and of `future` (B, T', J, >=2, the clip's continuation) become
+    (p - centre) / scale, so where the person stands in the frame no longer matters but how the body
+    moves through the clip (a jump, a walk) still does. Unobserved joints become 0 (the centre);
+    channels after x, y (confidence) are kept. A clip with no observed joint keeps centre 0.5, scale 1.
+    """
+    w = mask.to(pose.dtype)[..., None]                                   # (B, T, J, 1)
+    n = w.sum(dim=(1, 2))                                                # (B, 1)
+    xy = pose[..., :2]
+    centre = torch.where(n > 0, (xy * w).sum(dim=(1, 2)) / n.clamp(min=1), torch.full_like(n, 0.5))
+    centre = centre[:, None, None]                                       # (B, 1, 1, 2)
+    d2 = (((xy - centre) ** 2).sum(-1, keepdim=True) * w).sum(dim=(1, 2)) / n.clamp(min=1)
+    scale = torch.where(n > 0, d2.sqrt().clamp(min=min_scale), torch.ones_like(n))[:, None, None]
+
+    def apply(p: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        out = p.clone()
+        out[..., :2] = torch.where(m[..., None].bool(), (p[..., :2] - centre) / scale, torch.zeros_like(p[..., :2]))
+        return out
+
+    return apply(pose, mask), (apply(future, future_mask) if future is not None else None)

@@ -148,9 +148,10 @@ class _StoreClips(Dataset):
         spec = self.spec
         t, tf, k = spec.frames, spec.future_frames, spec.max_iframes
         h, w = (spec.crop, spec.crop) if spec.crop is not None else self.reader.frame_size
+        pt, ptf = (t, tf) if spec.pixels else (0, 0)
         lay: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
-            "clip": ((b, t, h, w, 3), torch.uint8),
-            "future_clip": ((b, tf, h, w, 3), torch.uint8),
+            "clip": ((b, pt, h, w, 3), torch.uint8),
+            "future_clip": ((b, ptf, h, w, 3), torch.uint8),
             "iframes": ((b, k, h, w, 3), torch.uint8),
             "frame_indices": ((b, t + tf), torch.int64),
         }
@@ -195,8 +196,9 @@ class _StoreClips(Dataset):
             win = (slice(y0, y0 + crop), slice(x0, x0 + crop))
             out["crop_origin"][b] = (y0, x0)
             out["frame_size"][b] = reader.frame_size
-        reader.read_rows_into("frames", rows[:t], out["clip"][b], win)
-        if spec.future_frames:
+        if spec.pixels:
+            reader.read_rows_into("frames", rows[:t], out["clip"][b], win)
+        if spec.future_frames and spec.pixels:
             reader.read_rows_into("frames", rows[t:], out["future_clip"][b], win)
         out["frame_indices"][b] = positions
         if spec.poses:

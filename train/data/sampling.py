@@ -38,6 +38,8 @@ class ClipSpec:
         its own), ~1.7x less data to ship. Samples then carry `crop_origin`, `iframe_crop_origin` and
         `frame_size`, and `ClipAugment` uses them so poses still follow the crop.
     poses: False leaves out the pose keys (recipes that do not use them read less).
+    pixels: False reads no frames: `clip`, `future_clip` and `iframes` come with 0 frames (pose-only
+        recipes such as the pose pretraining stage); needs max_iframes=0.
     """
 
     frames: int = 16
@@ -48,6 +50,7 @@ class ClipSpec:
     pose_max_gap: int = 2
     crop: int | None = None
     poses: bool = True
+    pixels: bool = True
 
     def __post_init__(self) -> None:
         if self.crop is not None and self.crop < 1:
@@ -58,6 +61,8 @@ class ClipSpec:
             raise ValueError(f"short_video must be one of {SHORT_VIDEO_POLICIES}, got {self.short_video!r}")
         if self.pose_max_gap < 0:
             raise ValueError("pose_max_gap must be >= 0")
+        if not self.pixels and self.max_iframes:
+            raise ValueError(f"ClipSpec(pixels=False) reads no I-frames: set max_iframes=0, not {self.max_iframes}")
 
     @property
     def total_frames(self) -> int:

@@ -7,6 +7,10 @@ branches and the fine-tuning network never special-case a backbone:
 (B, feature_dim)), ``forward_head(pooled)`` (logits; identity when ``num_classes == 0``),
 ``reset_head(num_classes, dropout)`` and ``forward(x) == forward_head(forward_pooled(x))``.
 
+Every builder takes ``width``, a channel multiplier (1.0 = the published network; 0.25 gives the
+CPU-sized networks of the tiny configs, ~16x fewer FLOPs). At width 1 the torchvision-based networks
+are torchvision's own (same modules, same state-dict keys); S3D supports width 1 only.
+
 Video input is (B, 3, T, H, W); the I-Network takes images (B, 3, H, W). torchvision definitions are
 used where they work at 16x112x112 (R3D-18, R(2+1)D-18, and S3D's feature trunk, whose fixed 2x7x7
 average pool only fits 224x224 and is replaced here by global average pooling). C3D (no torchvision
@@ -97,32 +101,49 @@ def build_backbone(name: str, num_classes: int = 0, **kwargs) -> Backbone:
     return builder(num_classes=num_classes, **kwargs)
 
 
+# ------------------------------------------------------------------------------------------ width
+def _ch(channels: int, width: float) -> int:
+    """A layer's channel count at the given width multiplier (at least 1)."""
+    return max(1, int(round(channels * width)))
+
+
+def _check_width(width: float, name: str, supported: bool = True) -> None:
+    if not width > 0:
+        raise ValueError(f"backbone {name!r}: width must be > 0, got {width}")
+    if not supported and width != 1.0:
+        raise ValueError(f"backbone {name!r} supports width 1.0 only, got {width}")
+
+
 # --------------------------------------------------------------------------------------------- C3D
 def _c3d_block(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
 
 
 class C3D(nn.Sequential):
-    """C3D conv1..conv5b (Tran et al. 2015) with batch norm; 27.7M conv parameters.
+    """C3D conv1..conv5b (Tran et al. 2015) with batch norm; 27.7M conv parameters at width 1.
 
     pool5 and fc6/fc7 are omitted: the representation is the global average of conv5b (as in the
     SSL literature that fine-tunes C3D with a fresh linear layer). Pools: (1,2,2) then (2,2,2) x3.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, width: float = 1.0) -> None:
+        c64, c128, c256, c512 = (_ch(c, width) for c in (64, 128, 256, 512))
         layers: list[nn.Module] = []
-        layers += _c3d_block(3, 64) + [nn.MaxPool3d((1, 2, 2), (1, 2, 2))]
-        layers += _c3d_block(64, 128) + [nn.MaxPool3d(2, 2)]
-        layers += _c3d_block(128, 256) + _c3d_block(256, 256) + [nn.MaxPool3d(2, 2)]
-        layers += _c3d_block(256, 512) + _c3d_block(512, 512) + [nn.MaxPool3d(2, 2)]
-        layers += _c3d_block(512, 512) + _c3d_block(512, 512)
+        layers += _c3d_block(3, c64) + [nn.MaxPool3d((1, 2, 2), (1, 2, 2))]
+        layers += _c3d_block(c64, c128) + [nn.MaxPool3d(2, 2)]
+        layers += _c3d_block(c128, c256) + _c3d_block(c256, c256) + [nn.MaxPool3d(2, 2)]
+        layers += _c3d_block(c256, c512) + _c3d_block(c512, c512) + [nn.MaxPool3d(2, 2)]
+        layers += _c3d_block(c512, c512) + _c3d_block(c512, c512)
         super().__init__(*layers)
+        self.feature_dim = c512
 
 
 @register_backbone("c3d")
-def c3d(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
-    """C3D with batch norm, features 512-d (global average of conv5b)."""
-    return Backbone(C3D(), 512, num_classes, dropout)
+def c3d(num_classes: int = 0, dropout: float = 0.0, width: float = 1.0) -> Backbone:
+    """C3D with batch norm, features 512-d at width 1 (global average of conv5b)."""
+    _check_width(width, "c3d")
+    trunk = C3D(width)
+    return Backbone(trunk, trunk.feature_dim, num_classes, dropout)
 
 
 # ------------------------------------------------------------------------------ torchvision video
@@ -138,23 +159,48 @@ class _VideoResNetTrunk(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
 
 
+def _video_resnet(kind: str, width: float) -> nn.Module:
+    """torchvision's R3D-18 / R(2+1)D-18 with every stage's channels scaled by `width`."""
+    vr = import_torchvision().models.video.resnet
+    if width == 1.0:
+        return (vr.r3d_18 if kind == "r3d" else vr.r2plus1d_18)(weights=None)
+    c64 = _ch(64, width)
+    if kind == "r3d":
+        conv, stem = vr.Conv3DSimple, lambda: nn.Sequential(
+            nn.Conv3d(3, c64, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False), nn.BatchNorm3d(c64), nn.ReLU(inplace=True))
+    else:
+        c45 = _ch(45, width)
+        conv, stem = vr.Conv2Plus1D, lambda: nn.Sequential(
+            nn.Conv3d(3, c45, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False), nn.BatchNorm3d(c45), nn.ReLU(inplace=True),
+            nn.Conv3d(c45, c64, (3, 1, 1), (1, 1, 1), (1, 0, 0), bias=False), nn.BatchNorm3d(c64), nn.ReLU(inplace=True))
+
+    class Scaled(vr.VideoResNet):
+        def _make_layer(self, block, conv_builder, planes, blocks, stride=1):  # noqa: ANN001
+            if planes == 64:
+                self.inplanes = c64  # the stem's output
+            return super()._make_layer(block, conv_builder, _ch(planes, width), blocks, stride)
+
+    return Scaled(vr.BasicBlock, [conv] * 4, [2, 2, 2, 2], stem)
+
+
 @register_backbone("r3d_18")
-def r3d_18(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
-    """torchvision R3D-18 (random init), features 512-d."""
-    tv = import_torchvision()
-    return Backbone(_VideoResNetTrunk(tv.models.video.r3d_18(weights=None)), 512, num_classes, dropout)
+def r3d_18(num_classes: int = 0, dropout: float = 0.0, width: float = 1.0) -> Backbone:
+    """torchvision R3D-18 (random init), features 512-d at width 1."""
+    _check_width(width, "r3d_18")
+    return Backbone(_VideoResNetTrunk(_video_resnet("r3d", width)), _ch(512, width), num_classes, dropout)
 
 
 @register_backbone("r2plus1d_18")
-def r2plus1d_18(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
-    """torchvision R(2+1)D-18 (random init, parameter-matched mid channels), features 512-d."""
-    tv = import_torchvision()
-    return Backbone(_VideoResNetTrunk(tv.models.video.r2plus1d_18(weights=None)), 512, num_classes, dropout)
+def r2plus1d_18(num_classes: int = 0, dropout: float = 0.0, width: float = 1.0) -> Backbone:
+    """torchvision R(2+1)D-18 (random init, parameter-matched mid channels), features 512-d at width 1."""
+    _check_width(width, "r2plus1d_18")
+    return Backbone(_VideoResNetTrunk(_video_resnet("r2plus1d", width)), _ch(512, width), num_classes, dropout)
 
 
 @register_backbone("s3d")
-def s3d(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
+def s3d(num_classes: int = 0, dropout: float = 0.0, width: float = 1.0) -> Backbone:
     """torchvision S3D feature trunk with global average pooling (works at any size >= 32), 1024-d."""
+    _check_width(width, "s3d", supported=False)
     tv = import_torchvision()
     return Backbone(tv.models.video.s3d(weights=None).features, 1024, num_classes, dropout)
 
@@ -175,8 +221,21 @@ class _ResNet2DTrunk(nn.Module):
 
 
 @register_backbone("r2d_10")
-def r2d_10(num_classes: int = 0, dropout: float = 0.0) -> Backbone:
-    """2D ResNet-10 (torchvision ResNet, one BasicBlock per stage) for I-frames, features 512-d."""
+def r2d_10(num_classes: int = 0, dropout: float = 0.0, width: float = 1.0) -> Backbone:
+    """2D ResNet-10 (torchvision ResNet, one BasicBlock per stage) for I-frames, features 512-d at width 1."""
+    _check_width(width, "r2d_10")
     resnet = import_torchvision().models.resnet
-    net = resnet.ResNet(resnet.BasicBlock, [1, 1, 1, 1])
-    return _ImageBackbone(_ResNet2DTrunk(net), 512, num_classes, dropout)
+    c64 = _ch(64, width)
+
+    class Scaled(resnet.ResNet):
+        def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # noqa: ANN001
+            if planes == 64:
+                self.inplanes = c64
+            return super()._make_layer(block, _ch(planes, width), blocks, stride, dilate)
+
+    net = Scaled(resnet.BasicBlock, [1, 1, 1, 1])
+    if c64 != 64:  # the stem was built before the first stage: rebuild it at the scaled width
+        net.conv1 = nn.Conv2d(3, c64, kernel_size=7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.bn1 = nn.BatchNorm2d(c64)
+    return _ImageBackbone(_ResNet2DTrunk(net), _ch(512, width), num_classes, dropout)

@@ -99,7 +99,8 @@ class OptimConfig:
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_steps: int = 0
     min_lr_frac: float = 0.0
-    grad_clip: float | None = None         # max total grad norm; None = no clipping (norms are still logged)
+    grad_clip: float | None = None         # max grad norm of each module group (pretraining) or of the whole
+                                           # network (fine-tuning); None = no clipping (norms are still logged)
     disc_lr_mult: float = 1.0              # discriminator lr relative to the generators
 
     def validate(self, where: str) -> None:
@@ -122,10 +123,11 @@ class LossConfig:
     pose_l2_weight: float = 1.0
     video_l2_weight: float = 1.0
     adv_weight: float = 1.0
+    drift_weight: float = 0.001            # epsilon-drift E[D(real)^2] on every critic (ProGAN; keeps WGAN scores bounded)
     video_targets: list[str] = field(default_factory=lambda: ["reconstruct", "predict"])  # Table V
 
     def validate(self, where: str) -> None:
-        for name in ("sigma_p", "sigma_c", "gp_weight", "pose_l2_weight", "video_l2_weight", "adv_weight"):
+        for name in ("sigma_p", "sigma_c", "gp_weight", "pose_l2_weight", "video_l2_weight", "adv_weight", "drift_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(self, name)}")
         bad = [t for t in self.video_targets if t not in ("reconstruct", "predict")]

@@ -81,7 +81,7 @@ def _gan_terms(prefix: str, disc: nn.Module, fake: torch.Tensor, real: torch.Ten
         f"{prefix}_gp": gp,
         f"{prefix}_wdist": (real_scores.detach().mean() - fake_scores.detach().mean()),
         f"{prefix}_l2": l2,
-        "_backward": d_loss + weight * cfg.gp_weight * gp,
+        "_backward": d_loss + weight * (cfg.gp_weight * gp + cfg.drift_weight * real_scores.float().pow(2).mean()),
     }
 
 
@@ -210,9 +210,9 @@ def _step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, ctx: 
     net = model.module.net if hasattr(model, "module") else model.net
     norms = grad_norms(net.groups(ctx.groups))
     ctx.check({k: torch.tensor(v) for k, v in norms.items()})  # finite losses can still give NaN gradients
-    params = [p for g in ctx.groups for p in getattr(net, g).parameters() if p.requires_grad]
-    if ctx.grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, ctx.grad_clip)
+    if ctx.grad_clip is not None:  # per group: one runaway critic must not scale every other gradient down
+        for g in ctx.groups:
+            torch.nn.utils.clip_grad_norm_([p for p in getattr(net, g).parameters() if p.requires_grad], ctx.grad_clip)
     optimizer.step()
     ctx.extras["last_outputs"] = {k: v for k, v in terms.items() if k.startswith("_gen")}
     out = {f"loss/{k}": float(v.detach().float()) for k, v in scalars.items()}

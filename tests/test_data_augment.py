@@ -105,3 +105,58 @@ def test_jitter_and_blur_basics():
     imp[..., 16, 16] = 1
     blurred = gaussian_blur(imp, torch.tensor([1.5]), 13)
     assert abs(blurred.sum().item() - 3.0) < 1e-4 and blurred[0, 0, 0, 16, 16] < 0.2
+
+
+def test_person_normalisation_centres_and_scales_each_clip():
+    from train.data import normalize_person_poses
+
+    torch.manual_seed(0)
+    b, t, tf = 3, 5, 4
+    pose = torch.rand(b, t, 17, 3)
+    future = torch.rand(b, tf, 17, 3)
+    mask = torch.rand(b, t, 17) > 0.2
+    fmask = torch.rand(b, tf, 17) > 0.2
+    out, fut = normalize_person_poses(pose, mask, future, fmask)
+    for i in range(b):
+        xy = out[i, ..., :2][mask[i]]
+        torch.testing.assert_close(xy.mean(0), torch.zeros(2), atol=1e-5, rtol=0)          # centred
+        torch.testing.assert_close(xy.square().sum(-1).mean(), torch.tensor(1.0))         # unit RMS radius
+        # the future is expressed in the current clip's frame: same shift and scale
+        src = pose[i, ..., :2][mask[i]]
+        centre, scale = src.mean(0), (src - src.mean(0)).square().sum(-1).mean().sqrt()
+        torch.testing.assert_close(fut[i, ..., :2][fmask[i]], (future[i, ..., :2][fmask[i]] - centre) / scale)
+    assert (out[..., :2][~mask] == 0).all() and (fut[..., :2][~fmask] == 0).all()       # unobserved -> 0
+    torch.testing.assert_close(out[..., 2], pose[..., 2])                                  # confidence kept
+    # translating the whole person (a different place in the frame) changes nothing
+    shifted, _ = normalize_person_poses(pose + torch.tensor([0.1, -0.05, 0.0]), mask)
+    torch.testing.assert_close(shifted, out, atol=1e-5, rtol=0)
+    # a clip with no observed joint is left at the crop's centre / scale 1 and stays finite
+    empty, _ = normalize_person_poses(pose[:1], torch.zeros(1, t, 17, dtype=torch.bool))
+    assert torch.isfinite(empty).all() and (empty[..., :2] == 0).all()
+
+
+def test_make_augment_applies_the_configured_pose_norm():
+    import pytest
+
+    from train.pretrain import make_augment
+
+    batch = _marker_batch()
+    crop = make_augment([], C, train=False)(batch)
+    person = make_augment([], C, train=False, pose_norm="person")(batch)
+    torch.testing.assert_close(person["clip"], crop["clip"])
+    m = person["pose_mask"]
+    assert person["pose"][..., :2][m].mean().abs() < 1e-4 and crop["pose"][..., :2][m].mean() > 0.2
+    with pytest.raises(ValueError, match="pose_norm must be one of"):
+        make_augment([], C, train=False, pose_norm="image")
+
+
+def test_pose_only_batch_passes_the_training_augmentation():
+    from train.pretrain import make_augment
+
+    batch = _marker_batch()
+    batch["clip"], batch["future_clip"] = batch["clip"][:, :0], batch["future_clip"][:, :0]
+    batch["iframes"] = batch["iframes"][:, :0]
+    aug = make_augment(["flip", "color_jitter", "gaussian_blur"], C, train=True, input_size=56, pose_norm="person")
+    out = aug(batch, torch.Generator().manual_seed(0))
+    assert out["clip"].shape == (6, 3, 0, 56, 56) and out["iframes"].shape[1] == 0
+    assert torch.isfinite(out["pose"]).all() and out["pose"].shape == batch["pose"].shape

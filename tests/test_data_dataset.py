@@ -236,3 +236,15 @@ def test_dataloader_with_collate_samples_and_workers(store):
     assert len(got) == len(ref)
     for g, r in zip(got, ref):
         _same(g, r)
+
+
+def test_pose_only_recipe_reads_no_pixels(store):
+    spec = ClipSpec(frames=8, stride=4, future_frames=8, max_iframes=0, pixels=False)
+    full = ClipSpec(frames=8, stride=4, future_frames=8, max_iframes=0)
+    s = ClipDataset(store, split="train", spec=spec)[(0, 7)]
+    ref = ClipDataset(store, split="train", spec=full)[(0, 7)]
+    assert s["clip"].shape[0] == 0 and s["future_clip"].shape[0] == 0
+    torch.testing.assert_close(s["pose"], ref["pose"])
+    torch.testing.assert_close(s["future_pose"], ref["future_pose"])
+    with pytest.raises(ValueError, match="pixels=False"):
+        ClipSpec(frames=8, max_iframes=2, pixels=False)

@@ -232,3 +232,20 @@ def test_few_steps_lower_each_loss(name):
     fn, params = cases[name]
     first, last = _descends(fn, params, lr=0.05 if name == "d_wgan_gp" else 0.1)
     assert last < first, f"{name}: {first} -> {last}"
+
+
+def test_critic_drift_term_is_added_to_the_critic_objective():
+    from train.config import LossConfig
+    from train.steps import _gan_terms
+
+    torch.manual_seed(0)
+    disc = torch.nn.Linear(3, 1)
+    real, fake = torch.randn(4, 3) * 5, torch.randn(4, 3)
+    l2 = torch.zeros(())
+
+    def total(drift: float) -> torch.Tensor:
+        cfg = LossConfig(gp_weight=0.0, drift_weight=drift)
+        return _gan_terms("x", lambda v: disc(v).squeeze(1), fake, real, 0.5, cfg, None, l2)["_backward"]
+
+    expected = 0.5 * 0.01 * disc(real).squeeze(1).pow(2).mean()
+    torch.testing.assert_close(total(0.01) - total(0.0), expected)

@@ -113,3 +113,30 @@ def test_summary_table_lists_paper_values():
     lines = table(rows).splitlines()
     assert lines[2] == "| r2plus1d_18 | 3x16x112x112 | 31.30 | 81.0 | 40.5 | 15.4 | 40.4 |"
     assert "| 9.1 |" in lines[3]
+
+
+@pytest.mark.parametrize("name", ["c3d", "r3d_18", "r2plus1d_18", "r2d_10"])
+def test_width_scales_channels_and_keeps_the_layout(name):
+    full, quarter = build_backbone(name), build_backbone(name, width=0.25)
+    assert quarter.feature_dim == FEATURE_DIM[name] // 4
+    x = _input(quarter)
+    assert quarter.forward_pooled(x).shape == (2, FEATURE_DIM[name] // 4)
+    # same modules (same state-dict keys), every conv ~4x fewer channels: ~16x fewer parameters
+    assert quarter.state_dict().keys() == full.state_dict().keys()
+    ratio = sum(p.numel() for p in full.parameters()) / sum(p.numel() for p in quarter.parameters())
+    assert 13 < ratio < 17
+
+
+def test_width_one_is_torchvisions_own_network():
+    from csvr.torchvision_compat import import_torchvision
+
+    ref = import_torchvision().models.video.r3d_18(weights=None).state_dict()
+    own = build_backbone("r3d_18", width=1.0).trunk.state_dict()
+    assert all(k in ref and ref[k].shape == v.shape for k, v in own.items())
+
+
+def test_bad_width_is_refused():
+    with pytest.raises(ValueError, match="'s3d' supports width 1.0 only"):
+        build_backbone("s3d", width=0.5)
+    with pytest.raises(ValueError, match="width must be > 0"):
+        build_backbone("r3d_18", width=0.0)

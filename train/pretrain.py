@@ -80,11 +80,12 @@ class _AfterAugment(torch.nn.Module):
         out = self.augment(batch, generator)
         for key in ("clip", "future_clip", "iframes") if self.size else ():
             x = out.get(key)
-            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() and x.shape[-1] != self.size:
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.shape[-1] != self.size:
                 lead = x.shape[:-2]
-                x = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=(self.size, self.size), mode="bilinear",
-                                  align_corners=False, antialias=True)
-                out[key] = x.reshape(*lead, self.size, self.size)
+                if x.numel():
+                    x = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=(self.size, self.size),
+                                      mode="bilinear", align_corners=False, antialias=True)
+                out[key] = x.reshape(*lead, self.size, self.size) if x.numel() else x.new_zeros(*lead, self.size, self.size)
         if self.pose_norm == "person" and "pose" in out:
             has_future = "future_pose" in out
             out["pose"], future = normalize_person_poses(

@@ -53,7 +53,7 @@ def test_gather_with_grad_matches_single_process_gradient(tmp_path):
     ref = losses.mi_infonce(x_all, z_all, temperature=0.5)
     ref.backward()
     for rank in range(world):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert torch.allclose(got["loss"], ref.detach(), atol=1e-6)
         # every rank computes the global loss; backward sums the slices over ranks, DDP then averages
         # parameter gradients over ranks, which gives back exactly the single-process gradient

@@ -116,6 +116,7 @@ def test_person_normalisation_centres_and_scales_each_clip():
     future = torch.rand(b, tf, 17, 3)
     mask = torch.rand(b, t, 17) > 0.2
     fmask = torch.rand(b, tf, 17) > 0.2
+    pose[~mask], future[~fmask] = 0, 0  # never observed: zeros, as the store and the augmentation give them
     out, fut = normalize_person_poses(pose, mask, future, fmask)
     for i in range(b):
         xy = out[i, ..., :2][mask[i]]
@@ -128,11 +129,16 @@ def test_person_normalisation_centres_and_scales_each_clip():
     assert (out[..., :2][~mask] == 0).all() and (fut[..., :2][~fmask] == 0).all()       # unobserved -> 0
     torch.testing.assert_close(out[..., 2], pose[..., 2])                                  # confidence kept
     # translating the whole person (a different place in the frame) changes nothing
-    shifted, _ = normalize_person_poses(pose + torch.tensor([0.1, -0.05, 0.0]), mask)
+    shifted, _ = normalize_person_poses(torch.where(mask[..., None], pose + torch.tensor([0.1, -0.05, 0.0]), pose),
+                                        mask)
     torch.testing.assert_close(shifted, out, atol=1e-5, rtol=0)
     # a clip with no observed joint is left at the crop's centre / scale 1 and stays finite
-    empty, _ = normalize_person_poses(pose[:1], torch.zeros(1, t, 17, dtype=torch.bool))
+    none = torch.zeros(1, t, 17, dtype=torch.bool)
+    empty, _ = normalize_person_poses(torch.zeros_like(pose[:1]), none)
     assert torch.isfinite(empty).all() and (empty[..., :2] == 0).all()
+    filled, _ = normalize_person_poses(pose[:1], none)  # every joint gap-filled: centre 0.5, scale 1
+    xy0 = pose[:1, ..., :2]
+    torch.testing.assert_close(filled[..., :2], torch.where((xy0 != 0).any(-1, keepdim=True), xy0 - 0.5, 0.0))
 
 
 def test_make_augment_applies_the_configured_pose_norm():
@@ -160,3 +166,51 @@ def test_pose_only_batch_passes_the_training_augmentation():
     out = aug(batch, torch.Generator().manual_seed(0))
     assert out["clip"].shape == (6, 3, 0, 56, 56) and out["iframes"].shape[1] == 0
     assert torch.isfinite(out["pose"]).all() and out["pose"].shape == batch["pose"].shape
+
+
+def test_person_normalisation_keeps_gap_interpolated_joints():
+    """`pose_max_gap` fills short gaps (x, y set, mask False); the normalisation maps them with the clip's
+    centre and scale instead of zeroing them, and they do not move the centre."""
+    import numpy as np
+
+    from train.data import normalize_person_poses
+    from train.data.sampling import interpolate_gaps
+
+    t = 6
+    kp = np.zeros((t, 17, 3), np.float32)
+    observed = np.ones((t, 17), bool)
+    kp[..., 0] = np.linspace(0.2, 0.7, t)[:, None]
+    kp[..., 1] = np.linspace(0.3, 0.6, 17)[None, :]
+    kp[..., 2] = 1
+    observed[2:4, 5] = False
+    kp[2:4, 5] = 0                                    # a 2-frame gap of the left shoulder
+    filled = interpolate_gaps(kp, observed, max_gap=2)
+    assert (filled[2:4, 5, :2] != 0).all()
+    pose = torch.from_numpy(filled)[None]
+    mask = torch.from_numpy(observed)[None]
+    out, _ = normalize_person_poses(pose, mask)
+    xy = pose[0, ..., :2][mask[0]]
+    centre = xy.mean(0)
+    scale = (xy - centre).square().sum(-1).mean().sqrt()
+    torch.testing.assert_close(out[0, 2:4, 5, :2], (pose[0, 2:4, 5, :2] - centre) / scale)
+    # without the fill the joint stays at 0 (unobserved, no interpolation)
+    out0, _ = normalize_person_poses(torch.from_numpy(kp)[None], mask)
+    assert (out0[0, 2:4, 5, :2] == 0).all()
+
+
+def test_video_targets_share_the_geometry_but_not_the_photometric_changes():
+    """The generators' L2 targets: the same crop and flip as the clip, without colour jitter or blur."""
+    from train.data import ClipAugment
+
+    torch.manual_seed(0)
+    b, t, h, w = 4, 3, 20, 24
+    batch = {"clip": torch.randint(0, 256, (b, t, h, w, 3), dtype=torch.uint8),
+             "future_clip": torch.randint(0, 256, (b, 2, h, w, 3), dtype=torch.uint8)}
+    full = ClipAugment(crop=16, train=True, flip_p=0.5, jitter_p=1.0, blur_p=1.0, video_targets=True)
+    plain = ClipAugment(crop=16, train=True, flip_p=0.5, jitter_p=0.0, blur_p=0.0)
+    out = full(batch, torch.Generator().manual_seed(3))
+    ref = plain(batch, torch.Generator().manual_seed(3))  # same draws: crop and flip come first
+    torch.testing.assert_close(out["clip_target"], ref["clip"])
+    torch.testing.assert_close(out["future_clip_target"], ref["future_clip"])
+    assert not torch.allclose(out["clip"], out["clip_target"])          # the input clip is jittered
+    assert "clip_target" not in plain(batch)                             # only when asked for

@@ -19,7 +19,11 @@ def test_every_shipped_pretrain_config_validates(path):
         assert (cfg.data.frames, cfg.data.stride, cfg.data.crop, cfg.batch_size) == (16, 4, 112, 16)
         assert (cfg.optim.name, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.9, 0.005)
         assert cfg.optim.lr_per_sample == 0.0005 and cfg.loss.sigma_p == cfg.loss.sigma_c == 0.75
-        assert [s.name for s in cfg.stages] == ["pose", "video", "context", "joint"]
+        # the video generators are conditioned on the trained encoders (docs/training.md), lengths in epochs
+        assert [s.name for s in cfg.stages] == ["pose", "context", "video", "joint"]
+        assert cfg.stages[2].init_from == ["pose", "context"]
+        assert all(s.epochs and s.steps is None for s in cfg.stages)
+        assert cfg.stages[3].epochs == 200  # Table VI
         assert cfg.data.augment == ["random_crop", "flip", "gaussian_blur", "color_jitter"]
 
 
@@ -57,9 +61,13 @@ def _write(tmp_path, data) -> Path:
     ({"optim": {"momentum": 1.5}}, "config.optim.momentum: must be in [0, 1)"),
     ({"optim": {"name": "lamb"}}, "config.optim.name: must be one of ['sgd', 'adam'], got 'lamb'"),
     ({"data": {"augment": ["mixup"]}}, "config.data.augment: unknown augmentation(s) ['mixup']"),
-    ({"stages": [{"name": "joint", "init_from": ["pose"]}, {"name": "pose"}]},
+    ({"stages": [{"name": "joint", "steps": 1, "init_from": ["pose"]}, {"name": "pose", "steps": 1}]},
      "config.stages[0].init_from: ['pose'] must come before 'joint'"),
-    ({"stages": [{"name": "pose"}, {"name": "pose"}]}, "config.stages[1].name: stage 'pose' appears twice"),
+    ({"stages": [{"name": "pose", "epochs": 1}, {"name": "pose", "epochs": 1}]},
+     "config.stages[1].name: stage 'pose' appears twice"),
+    ({"stages": [{"name": "pose"}]}, "config.stages[0]: give the stage's length as epochs or steps"),
+    ({"stages": [{"name": "pose", "epochs": 0}]}, "config.stages[0].epochs: must be > 0"),
+    ({"global_batch_size": 0}, "config.global_batch_size: must be > 0"),
     ({"stages": [{"name": "warmup"}]}, "config.stages[0].name: must be one of"),
     ({"stages": [{"steps": 3}]}, "config.stages[0]: missing required key 'name'"),
     ({"model": {"video_size": 60}}, "config.model.video_size: must be a multiple of 8"),

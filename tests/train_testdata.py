@@ -56,7 +56,7 @@ def _build_store(tmp_path_factory) -> Path:
 def stage_list(**steps: int) -> list[str]:
     """Overrides that replace the stage list by the given stages (in order), each with its step count."""
     names = list(steps)
-    init = {"video": ["pose"], "joint": [n for n in ("pose", "video", "context") if n in names]}
+    init = {"video": ["pose", "context"], "joint": [n for n in ("pose", "context", "video") if n in names]}
     items = []
     for n in names:
         src = [s for s in init.get(n, []) if s in names[:names.index(n)]]

@@ -22,12 +22,17 @@ def _fail(exc: Exception) -> None:
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="YAML config (configs/pretrain/*.yaml).")
 @click.option("--store", required=True, type=click.Path(), help="Preprocessed csvr-store/1 Zarr store.")
-@click.option("--run-dir", required=True, type=click.Path(file_okay=False), help="Run folder to create/continue.")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder to create/continue.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir (skips finished stages).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set batch_size=4 --set stages.pose.steps=10.")
-def pretrain(config_path: str, store: str, run_dir: str, resume: bool, overrides: tuple[str, ...]) -> None:
-    """CSVR self-supervised pretraining, staged as in the paper (pose, video, context, joint)."""
+@click.option("--dry-run", is_flag=True, help="Print the training plan (per stage: epochs, steps, batch, lr) as "
+              "JSON and exit without training.")
+@click.option("--world-size", type=click.IntRange(min=1), default=None,
+              help="With --dry-run: plan for this many processes (default: torchrun's WORLD_SIZE, else 1).")
+def pretrain(config_path: str, store: str, run_dir: str | None, resume: bool, overrides: tuple[str, ...],
+             dry_run: bool, world_size: int | None) -> None:
+    """CSVR self-supervised pretraining, staged as in the paper (pose, context, video, joint)."""
     from train.checkpoint import CheckpointError
     from train.config import ConfigError, PretrainConfig, load_config
     from train.distributed import shutdown
@@ -36,8 +41,13 @@ def pretrain(config_path: str, store: str, run_dir: str, resume: bool, overrides
 
     try:
         cfg = load_config(PretrainConfig, config_path, overrides)
-    except ConfigError as exc:
+        if dry_run:
+            _print_plan("pretrain", cfg, store, world_size)
+            return
+    except (ConfigError, ValueError) as exc:
         _fail(exc)
+    if run_dir is None:
+        _fail(click.UsageError("--run-dir is required unless --dry-run"))
     try:
         out = run(cfg, store, run_dir, resume=resume)
     except (NonFiniteLossError, CheckpointError, FileExistsError, ConfigError, ValueError) as exc:
@@ -55,11 +65,14 @@ def pretrain(config_path: str, store: str, run_dir: str, resume: bool, overrides
               help="Pretraining checkpoint (RUN/checkpoints/final.pt); not for --variant scratch.")
 @click.option("--variant", type=click.Choice(["fi", "fs", "fd", "concat", "scratch"]), default=None,
               help="Which pretrained feature to fine-tune (default: the config's, fi).")
-@click.option("--run-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder to create/continue.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from checkpoints/last.pt.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value.")
-def finetune(config_path: str, store: str, pretrained: str | None, variant: str | None, run_dir: str,
-             resume: bool, overrides: tuple[str, ...]) -> None:
+@click.option("--dry-run", is_flag=True, help="Print the fine-tuning plan as JSON and exit without training.")
+@click.option("--world-size", type=click.IntRange(min=1), default=None,
+              help="With --dry-run: plan for this many processes (default: torchrun's WORLD_SIZE, else 1).")
+def finetune(config_path: str, store: str, pretrained: str | None, variant: str | None, run_dir: str | None,
+             resume: bool, overrides: tuple[str, ...], dry_run: bool, world_size: int | None) -> None:
     """Fine-tune for action recognition; clip-level top-1 on the test split every epoch."""
     from train.checkpoint import CheckpointError
     from train.config import ConfigError, FinetuneConfig, load_config
@@ -70,8 +83,13 @@ def finetune(config_path: str, store: str, pretrained: str | None, variant: str 
     overrides = tuple(overrides) + ((f"variant={variant}",) if variant else ())
     try:
         cfg = load_config(FinetuneConfig, config_path, overrides)
-    except ConfigError as exc:
+        if dry_run:
+            _print_plan("finetune", cfg, store, world_size)
+            return
+    except (ConfigError, ValueError) as exc:
         _fail(exc)
+    if run_dir is None:
+        _fail(click.UsageError("--run-dir is required unless --dry-run"))
     try:
         result = run(cfg, store, run_dir, pretrained=pretrained, resume=resume)
     except (NonFiniteLossError, CheckpointError, FileExistsError, ConfigError, ValueError) as exc:
@@ -80,6 +98,21 @@ def finetune(config_path: str, store: str, pretrained: str | None, variant: str 
     shutdown()
     click.echo(f"fine-tuning done: best clip top-1 {result['best_top1']:.4f}, last {result['last_top1']:.4f} "
                f"-> {run_dir}")
+
+
+def _print_plan(command: str, cfg, store: str, world_size: int | None) -> None:
+    """The plan for `world_size` processes (default: this launch's), as JSON on stdout."""
+    import json
+    import os
+
+    from train.plan import finetune_plan, pretrain_plan, train_split_size
+
+    world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    size = train_split_size(store, cfg.data.split_index, cfg.data.allow_incomplete)
+    plan = (pretrain_plan if command == "pretrain" else finetune_plan)(cfg, size, world)
+    click.echo(json.dumps(plan, indent=2))
 
 
 @click.group()

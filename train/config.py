@@ -42,7 +42,7 @@ class DataConfig:
     pose_norm: str = "person"             # poses as the networks see them: "person" (centred, unit RMS
                                           # radius per clip) or "crop" (the crop's [0, 1] box); docs/training.md
     split_index: int = 1
-    num_workers: int = 2
+    num_workers: int | None = None        # loader workers per process; None = from the cores available to it
     pin_memory: bool = True
     persistent_workers: bool = True       # evaluation loader (training streams use one loader per stage)
     augment: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
@@ -58,7 +58,7 @@ class DataConfig:
             raise ConfigError(f"{where}: future_frames and max_iframes must be >= 0")
         if self.split_index not in (1, 2, 3):
             raise ConfigError(f"{where}.split_index: must be 1, 2 or 3, got {self.split_index}")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"{where}.num_workers: must be >= 0, got {self.num_workers}")
         bad = [a for a in self.augment if a not in AUGMENTATIONS]
         if bad:
@@ -98,6 +98,7 @@ class OptimConfig:
     weight_decay: float = 0.005
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_steps: int = 0
+    warmup_epochs: float = 0.0             # used when warmup_steps is 0: warmup length in epochs of the split
     min_lr_frac: float = 0.0
     grad_clip: float | None = None         # max grad norm of each module group (pretraining) or of the whole
                                            # network (fine-tuning); None = no clipping (norms are still logged)
@@ -107,8 +108,8 @@ class OptimConfig:
         _positive(where, lr_per_sample=self.lr_per_sample, disc_lr_mult=self.disc_lr_mult)
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"{where}.momentum: must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0 or self.warmup_steps < 0 or not 0 <= self.min_lr_frac <= 1:
-            raise ConfigError(f"{where}: weight_decay and warmup_steps must be >= 0, min_lr_frac in [0, 1]")
+        if self.weight_decay < 0 or self.warmup_steps < 0 or self.warmup_epochs < 0 or not 0 <= self.min_lr_frac <= 1:
+            raise ConfigError(f"{where}: weight_decay, warmup_steps and warmup_epochs must be >= 0, min_lr_frac in [0, 1]")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"{where}.grad_clip: must be > 0 or null, got {self.grad_clip}")
 
@@ -142,11 +143,18 @@ class StageConfig:
 
     name: Literal["pose", "video", "context", "joint"]
     enabled: bool = True
-    steps: int = 1000
+    epochs: float | None = None            # passes over the train split; the trainer turns them into steps
+                                           # for the global batch it runs with (train.plan)
+    steps: int | None = None               # optimizer steps; when given, wins over `epochs`
     init_from: list[str] = field(default_factory=list)   # earlier stages whose checkpoints seed this one
 
     def validate(self, where: str) -> None:
-        _positive(where, steps=self.steps)
+        if self.steps is None and self.epochs is None:
+            raise ConfigError(f"{where}: give the stage's length as epochs or steps")
+        if self.steps is not None:
+            _positive(where, steps=self.steps)
+        if self.epochs is not None:
+            _positive(where, epochs=self.epochs)
         bad = [s for s in self.init_from if s not in STAGES]
         if bad:
             raise ConfigError(f"{where}.init_from: unknown stage(s) {bad}; known: {list(STAGES)}")
@@ -165,7 +173,8 @@ class RunConfig:
     log_every: int = 1
     image_every: int = 100                 # save generated poses / frames as PNG every N steps (0 = never)
     checkpoint_every: int = 200            # steps (pretrain) between checkpoints; the end always saves
-    threads: int = 0                       # torch.set_num_threads when > 0
+    threads: int = 0                       # torch threads per process; 0 = the cores available to this process
+                                           # divided by the processes on this machine (train.loop.setup_runtime)
     tensorboard: bool = True
 
     def validate(self, where: str) -> None:
@@ -179,17 +188,22 @@ class PretrainConfig:
     """Self-supervised pretraining (paper IV-B): staged branches, then joint with Eq. 9."""
 
     batch_size: int = 16                   # per process; the global batch is batch_size x world size
+    global_batch_size: int | None = None   # when set: the global batch, split evenly over the processes
+                                           # (overrides batch_size; the paper's literal B = 16 is 16)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     run: RunConfig = field(default_factory=RunConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [
-        StageConfig("pose"), StageConfig("video", init_from=["pose"]), StageConfig("context"),
-        StageConfig("joint", init_from=["pose", "video", "context"])])
+        StageConfig("pose", epochs=20), StageConfig("context", epochs=20),
+        StageConfig("video", epochs=20, init_from=["pose", "context"]),
+        StageConfig("joint", epochs=200, init_from=["pose", "context", "video"])])
 
     def validate(self, where: str) -> None:
         _positive(where, batch_size=self.batch_size)
+        if self.global_batch_size is not None:
+            _positive(where, global_batch_size=self.global_batch_size)
         for name in ("data", "model", "optim", "loss", "run"):
             getattr(self, name).validate(f"{where}.{name}")
         if not self.stages:
@@ -216,7 +230,8 @@ class PretrainConfig:
 class FinetuneConfig:
     """Supervised fine-tuning for action recognition (paper IV-B)."""
 
-    batch_size: int = 32
+    batch_size: int = 32                   # per process
+    global_batch_size: int | None = None   # when set: the global batch, split evenly over the processes
     epochs: int = 100
     steps_per_epoch: int = 0               # 0 = one pass over the train split
     eval_clips_per_video: int = 1          # clip-level top-1 over this many uniform clips per test video
@@ -232,6 +247,8 @@ class FinetuneConfig:
     def validate(self, where: str) -> None:
         _positive(where, batch_size=self.batch_size, epochs=self.epochs,
                   eval_clips_per_video=self.eval_clips_per_video)
+        if self.global_batch_size is not None:
+            _positive(where, global_batch_size=self.global_batch_size)
         if self.steps_per_epoch < 0 or self.max_eval_videos < 0:
             raise ConfigError(f"{where}: steps_per_epoch and max_eval_videos must be >= 0")
         if not 0 <= self.dropout < 1:

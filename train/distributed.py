@@ -37,6 +37,22 @@ class DistInfo:
         return self.world_size > 1
 
 
+def cores_per_process() -> int:
+    """CPU cores this process may use: its affinity set divided by the processes on this machine
+    (torchrun's LOCAL_WORLD_SIZE), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, cores // local)
+
+
+def default_loader_workers(requested: int | None) -> int:
+    """Loader workers for this process: `requested` when given, else the cores it may use, at most 8."""
+    return int(requested) if requested is not None else min(8, cores_per_process())
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """`auto` -> this rank's CUDA device when CUDA is available, else CPU; `cuda` without CUDA is an error."""
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):

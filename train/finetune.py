@@ -27,7 +27,7 @@ from torch import nn
 
 from train import checkpoint as ckpt_mod
 from train.config import ConfigError, FinetuneConfig, ModelConfig, _from_dict, save_config, to_dict
-from train.distributed import DistInfo, any_rank, barrier, init_from_env
+from train.distributed import DistInfo, any_rank, barrier, default_loader_workers, init_from_env
 from train.loop import (NonFiniteLossError, Position, ResumableBatches, autocast_context, build_optimizer,
                         build_scheduler, first_non_finite, setup_runtime, to_device, wrap_ddp)
 from train.metrics_log import MetricsLogger, StepTimer, grad_norms
@@ -68,7 +68,8 @@ class DownstreamNet(nn.Module):
         if uses_video and variant != "fs":
             self.head_v = MLPHead(self.vnet.feature_dim, c, hidden=head_hidden)
         if uses_pose:
-            self.pose_encoder = PoseEncoder(JOINTS, pose_hidden, cfg.pose_layers)
+            # only the layers up to the feature layer: the deeper ones never reach f_d (and would get no gradient)
+            self.pose_encoder = PoseEncoder(JOINTS, pose_hidden, self.feature_layer)
             self.motion_align = MotionAligner(pose_hidden, c, hidden=head_hidden)
         if variant in ("fi", "scratch"):
             self.integration = build_integration(cfg.integration, c, gamma_offset=float(cfg.options.get("gamma_offset", 1.0)))
@@ -130,6 +131,9 @@ def load_pretrained(net: DownstreamNet, path: str | Path, cfg: FinetuneConfig) -
         group = key.split(".", 1)[0]
         if group in load_groups:
             new = _remap(group, key)
+            if new is not None and new.startswith("pose_encoder.layers.") and \
+                    int(new.split(".")[2]) >= net.feature_layer:
+                continue  # pose encoder layers above the feature layer are not part of the downstream network
             if new is not None:
                 state[new] = value
     own = net.state_dict()
@@ -196,9 +200,9 @@ def _eval_loader(cfg: FinetuneConfig, store, dist_info: DistInfo):
         n = min(n, cfg.max_eval_videos * cfg.eval_clips_per_video)
     idx = list(range(dist_info.rank, n, dist_info.world_size))
     sub = torch.utils.data.Subset(ds, idx)
-    return torch.utils.data.DataLoader(sub, batch_size=cfg.batch_size, shuffle=False,
-                                       num_workers=cfg.data.num_workers,
-                                       persistent_workers=cfg.data.persistent_workers and cfg.data.num_workers > 0,
+    workers = default_loader_workers(cfg.data.num_workers)
+    return torch.utils.data.DataLoader(sub, batch_size=cfg.batch_size, shuffle=False, num_workers=workers,
+                                       persistent_workers=cfg.data.persistent_workers and workers > 0,
                                        pin_memory=cfg.data.pin_memory and dist_info.device.type == "cuda")
 
 
@@ -206,6 +210,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
              resume: bool = False, dist_info: DistInfo | None = None, epoch_hook=None) -> dict:
     """Fine-tune and evaluate every epoch; returns {"best_top1", "last_top1", "epochs", "run_dir"}."""
     from train.data import ClipDataset, ClipSpec, ShardLocalSampler
+    from train.plan import finetune_plan, format_plan
     from train.pretrain import make_augment
 
     run_dir = Path(run_dir)
@@ -231,19 +236,23 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     if dist_info.is_main:
         save_config(cfg, run_dir, {"store": str(store), "pretrained": str(pretrained) if pretrained else None,
                                    "loaded_groups": loaded, "num_classes": num_classes,
-                                   "world_size": dist_info.world_size, "command": "finetune"})
+                                   "world_size": dist_info.world_size, "command": "finetune",
+                                   "plan": finetune_plan(cfg, len(ds), dist_info.world_size)})
         log.info("fine-tune variant %s: %d classes, loaded %s from %s", cfg.variant, num_classes, loaded, pretrained)
     sampler = ShardLocalSampler(ds, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
                                 seed=cfg.run.seed, drop_last=True)
+    plan = finetune_plan(cfg, len(ds), dist_info.world_size)
+    splan = plan["stages"][0]
+    if dist_info.is_main:
+        log.info("%s", format_plan(plan))
     position = Position()
-    batches = ResumableBatches(ds, sampler, cfg.batch_size, num_workers=d.num_workers,
+    batches = ResumableBatches(ds, sampler, plan["batch_per_process"], num_workers=default_loader_workers(d.num_workers),
                                pin_memory=d.pin_memory and dist_info.device.type == "cuda",
                                seed=cfg.run.seed, position=position)
-    full = batches.batches_per_epoch()
-    steps_per_epoch = cfg.steps_per_epoch or full
-    total_steps = steps_per_epoch * cfg.epochs
-    optimizer = build_optimizer(list(net.parameters()), [], cfg.optim, cfg.batch_size * dist_info.world_size)
-    scheduler = build_scheduler(optimizer, cfg.optim, total_steps)
+    steps_per_epoch = plan["steps_per_epoch"]
+    total_steps = splan["steps"]
+    optimizer = build_optimizer(list(net.parameters()), [], cfg.optim, plan["global_batch"])
+    scheduler = build_scheduler(optimizer, cfg.optim, total_steps, warmup_steps=splan["warmup_steps"])
     start_epoch, best, last_top1 = 0, -1.0, None
     if resume and last_path.is_file():
         ck = ckpt_mod.load(last_path)
@@ -285,7 +294,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                timing = timer.step_done(cfg.batch_size * dist_info.world_size)
+                timing = timer.step_done(plan["global_batch"])
                 if step % cfg.run.log_every == 0:
                     acc = float((logits.argmax(1) == batch["label"]).float().mean())
                     logger.log({"step": step, "stage": "finetune", "epoch": epoch, "loss/ce": float(loss.detach()),

@@ -62,26 +62,29 @@ def build_optimizer(params_gen: list, params_disc: list, cfg: OptimConfig, globa
     return torch.optim.Adam(groups, lr=lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
-    """Linear warmup, then cosine annealing to `min_lr_frac` x lr (or constant) over `total_steps`."""
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int,
+                    warmup_steps: int | None = None):
+    """Linear warmup (`warmup_steps`, default `cfg.warmup_steps`), then cosine annealing to
+    `min_lr_frac` x lr (or constant) over `total_steps`."""
+    warmup = cfg.warmup_steps if warmup_steps is None else int(warmup_steps)
 
     def factor(step: int) -> float:
-        if cfg.warmup_steps and step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
+        if warmup and step < warmup:
+            return (step + 1) / warmup
         if cfg.schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
         return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def setup_runtime(run: RunConfig) -> None:
-    """Threads and deterministic mode from the run config."""
+    """Threads (`run.threads`, 0 = this process's share of the cores) and deterministic mode."""
     from train.checkpoint import set_deterministic
+    from train.distributed import cores_per_process
 
-    if run.threads > 0:
-        torch.set_num_threads(run.threads)
+    torch.set_num_threads(run.threads if run.threads > 0 else cores_per_process())
     set_deterministic(run.deterministic)
 
 

@@ -49,13 +49,29 @@ class StepTimer:
         self._t_data = self._t_end
 
 
+class MissingGradientError(RuntimeError):
+    """A module group that the step trains got no gradient (it did not take part in the loss)."""
+
+
 def grad_norms(groups: dict[str, torch.nn.Module]) -> dict[str, float]:
-    """L2 norm of the gradients of each named module (modules without gradients are skipped)."""
+    """L2 norm of the gradients of each named, trained module group.
+
+    Parameters with `requires_grad=False` (frozen) are ignored; a trainable parameter without a
+    gradient after backward means its group was listed as trained but did not reach the loss, which
+    is a bug (on one process it silently stays untrained; under DDP it deadlocks the reducer), so it
+    raises `MissingGradientError` naming the group and the parameters.
+    """
     out: dict[str, float] = {}
     for name, module in groups.items():
-        sq = [p.grad.detach().float().pow(2).sum() for p in module.parameters() if p.grad is not None]
-        if sq:
-            out[f"grad_norm/{name}"] = float(torch.stack(sq).sum().sqrt())
+        params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        missing = [n for n, p in params if p.grad is None]
+        if missing:
+            raise MissingGradientError(
+                f"module group {name!r} is trained in this step but {len(missing)} of its {len(params)} trainable "
+                f"parameters got no gradient (first: {missing[:3]}); it does not take part in the loss")
+        if params:
+            sq = torch.stack([p.grad.detach().float().pow(2).sum() for _, p in params])
+            out[f"grad_norm/{name}"] = float(sq.sum().sqrt())
     return out
 
 

@@ -26,12 +26,12 @@ import torch.nn.functional as F
 
 from train import checkpoint as ckpt_mod
 from train.config import PretrainConfig, StageConfig, save_config, to_dict
-from train.distributed import DistInfo, any_rank, barrier, init_from_env
+from train.distributed import DistInfo, any_rank, barrier, default_loader_workers, init_from_env
 from train.loop import (NonFiniteLossError, Position, ResumableBatches, autocast_context, build_optimizer,
                         build_scheduler, first_non_finite, setup_runtime, to_device, wrap_ddp)
 from train.metrics_log import MetricsLogger, StepTimer, save_pose_plot, save_video_grid
 from train.steps import STEPS, LossModule, StepContext
-from train.system import DISCRIMINATORS, GROUPS, STAGE_GROUPS, CSVRModel, count_parameters
+from train.system import DISCRIMINATORS, GROUPS, CSVRModel, count_parameters, stage_groups
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, spli
     ds = ClipDataset(store, split=split, split_index=d.split_index, spec=spec, allow_incomplete=d.allow_incomplete)
     sampler = ShardLocalSampler(ds, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
                                 seed=cfg.run.seed, drop_last=True)
-    augment = make_augment(d.augment, d.crop, train=True, input_size=d.input_size,
-                           pose_norm=d.pose_norm).to(dist_info.device)
+    augment = make_augment(d.augment, d.crop, train=True, input_size=d.input_size, pose_norm=d.pose_norm,
+                           video_targets=stage in (None, "video", "joint")).to(dist_info.device)
     return ds, sampler, augment
 
 
@@ -96,11 +96,14 @@ class _AfterAugment(torch.nn.Module):
 
 
 def make_augment(names: list[str], crop: int, train: bool, input_size: int | None = None,
-                 pose_norm: str = "crop") -> torch.nn.Module:
+                 pose_norm: str = "crop", video_targets: bool = False) -> torch.nn.Module:
     """ClipAugment with the configured subset of the paper's augmentations (random crop is always on),
     followed by a resize to `input_size` when it differs from `crop` (cheap CPU configs see the whole
     112-px crop at low resolution instead of a small fragment of the frame) and by the pose
-    normalisation `pose_norm` (train.data.POSE_NORMS)."""
+    normalisation `pose_norm` (train.data.POSE_NORMS). `video_targets` adds `clip_target` and
+    `future_clip_target`: the clips with the same crop and flip but without colour jitter or blur (what
+    the video generators must reproduce; the photometric changes are what context matching learns to
+    ignore)."""
     from train.data import POSE_NORMS, ClipAugment
 
     if pose_norm not in POSE_NORMS:
@@ -108,7 +111,7 @@ def make_augment(names: list[str], crop: int, train: bool, input_size: int | Non
     aug = ClipAugment(crop=crop, train=train,
                       flip_p=0.5 if "flip" in names else 0.0,
                       jitter_p=0.8 if "color_jitter" in names else 0.0,
-                      blur_p=0.5 if "gaussian_blur" in names else 0.0)
+                      blur_p=0.5 if "gaussian_blur" in names else 0.0, video_targets=video_targets)
     size = None if input_size in (None, crop) else int(input_size)
     return aug if size is None and pose_norm == "crop" else _AfterAugment(aug, size, pose_norm)
 
@@ -143,10 +146,10 @@ def _load_init(net: CSVRModel, run_dir: Path, stage: StageConfig) -> list[str]:
     return loaded
 
 
-def _build_stage(cfg: PretrainConfig, stage: StageConfig, run_dir: Path, dist_info: DistInfo, total_steps: int):
+def _build_stage(cfg: PretrainConfig, stage: StageConfig, run_dir: Path, dist_info: DistInfo, splan: dict):
     net = CSVRModel(cfg.model, cfg.data.frames, cfg.data.future_frames)
     loaded = _load_init(net, run_dir, stage)
-    groups = STAGE_GROUPS[stage.name]
+    groups = stage_groups(stage.name, cfg.loss.video_targets)
     _set_trainable(net, groups)
     net.to(dist_info.device)
     # frozen groups run in eval mode (fixed BN statistics); trained groups in train mode
@@ -156,11 +159,12 @@ def _build_stage(cfg: PretrainConfig, stage: StageConfig, run_dir: Path, dist_in
             getattr(net, name).eval()
     gen_params = [p for g in groups if g not in DISCRIMINATORS for p in getattr(net, g).parameters()]
     disc_params = [p for g in groups if g in DISCRIMINATORS for p in getattr(net, g).parameters()]
-    optimizer = build_optimizer(gen_params, disc_params, cfg.optim, cfg.batch_size * dist_info.world_size)
-    scheduler = build_scheduler(optimizer, cfg.optim, total_steps)
+    optimizer = build_optimizer(gen_params, disc_params, cfg.optim, splan["global_batch"])
+    scheduler = build_scheduler(optimizer, cfg.optim, splan["steps"], warmup_steps=splan["warmup_steps"])
     module = LossModule(net)
-    # every trainable group takes part in each step, unless a video target is switched off (Table V)
-    model = wrap_ddp(module, dist_info, find_unused=len(cfg.loss.video_targets) < 2)
+    # every trained group takes part in every step (stage_groups leaves out a switched-off video target's
+    # networks), so DDP needs no unused-parameter search; a group without gradient is an error (grad_norms)
+    model = wrap_ddp(module, dist_info, find_unused=False)
     return net, model, optimizer, scheduler, groups, loaded
 
 
@@ -174,21 +178,28 @@ def _save_images(run_dir: Path, stage: str, step: int, batch: dict, outputs: dic
                        current_mask=batch["pose_mask"][0])
     rows = {}
     if "_gen_video_r" in outputs:
-        rows["clip (target)"] = video_target(batch["clip"][:1], video_size)[0]
+        rows["clip (target)"] = video_target(batch.get("clip_target", batch["clip"])[:1], video_size)[0]
         rows["reconstructed"] = outputs["_gen_video_r"][0]
     if "_gen_video_p" in outputs:
-        rows["future (target)"] = video_target(batch["future_clip"][:1], video_size)[0]
+        rows["future (target)"] = video_target(batch.get("future_clip_target", batch["future_clip"])[:1],
+                                               video_size)[0]
         rows["predicted"] = outputs["_gen_video_p"][0]
     if rows:
         save_video_grid(img_dir / f"step_{step:06d}_video.png", rows)
 
 
 def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_dir: Path, dist_info: DistInfo,
-              logger: MetricsLogger, resume: bool, step_hook: Callable[[str, int], None] | None = None) -> Path:
-    """Train one stage to `stage.steps` (continuing from its last.pt when resuming); returns final.pt."""
+              logger: MetricsLogger, resume: bool, step_hook: Callable[[str, int], None] | None = None,
+              splan: dict | None = None) -> Path:
+    """Train one stage for its planned steps (`splan`, an entry of `train.plan.pretrain_plan` plus
+    `global_batch` and `batch_per_process`; computed here when None), continuing from its last.pt when
+    resuming; returns final.pt."""
+    if splan is None:
+        splan = _stage_plans(cfg, store, dist_info.world_size)[0][stage.name]
+    total_steps, batch_size = splan["steps"], splan["batch_per_process"]
     sdir = stage_dir(run_dir, stage.name)
     final, last = sdir / "final.pt", sdir / "last.pt"
-    net, model, optimizer, scheduler, groups, loaded = _build_stage(cfg, stage, run_dir, dist_info, stage.steps)
+    net, model, optimizer, scheduler, groups, loaded = _build_stage(cfg, stage, run_dir, dist_info, splan)
     ds, sampler, augment = build_data(cfg, store, dist_info, stage=stage.name)
     step, position = 0, Position()
     if resume and last.is_file():
@@ -204,10 +215,10 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
         log.info("stage %s: resumed from %s at step %d (epoch %d, batch %d)", stage.name, last, step,
                  position.epoch, position.batch)
     if dist_info.is_main:
-        log.info("stage %s: %d steps, trains %s (%.2fM parameters)%s", stage.name, stage.steps, list(groups),
+        log.info("stage %s: %d steps, trains %s (%.2fM parameters)%s", stage.name, total_steps, list(groups),
                  sum(count_parameters(getattr(net, g)) for g in groups) / 1e6,
                  f", initialised from {loaded}" if loaded else "")
-    batches = ResumableBatches(ds, sampler, cfg.batch_size, num_workers=cfg.data.num_workers,
+    batches = ResumableBatches(ds, sampler, batch_size, num_workers=default_loader_workers(cfg.data.num_workers),
                                pin_memory=cfg.data.pin_memory and dist_info.device.type == "cuda",
                                seed=cfg.run.seed, position=position)
     steps_per_epoch = batches.batches_per_epoch()
@@ -228,8 +239,8 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
     valid_groups = [g for g in GROUPS if g in groups or g in loaded]
     timer = StepTimer()
     it = iter(batches)
-    progress_bar = _progress(stage, step, dist_info.is_main)
-    while step < stage.steps:
+    progress_bar = _progress(stage.name, total_steps, step, dist_info.is_main)
+    while step < total_steps:
         batch = next(it)
         batch = augment(to_device(batch, dist_info.device))
         if dist_info.device.type == "cuda":
@@ -241,8 +252,8 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
         step += 1
         if dist_info.device.type == "cuda":
             torch.cuda.synchronize(dist_info.device)
-        timing = timer.step_done(cfg.batch_size * dist_info.world_size)
-        if step % cfg.run.log_every == 0 or step == stage.steps:
+        timing = timer.step_done(splan["global_batch"])
+        if step % cfg.run.log_every == 0 or step == total_steps:
             logger.log({"step": step, "stage": stage.name, "epoch": batches.position.epoch,
                         **scalars, "lr": lr,
                         "samples_per_s": timing["samples_per_s"], "data_wait_frac": timing["data_wait_frac"],
@@ -251,9 +262,9 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
             progress_bar.update(1)
             progress_bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in scalars.items()
                                       if k in (f"loss/{stage.name}", "loss/total")})
-        if dist_info.is_main and cfg.run.image_every and (step % cfg.run.image_every == 0 or step == stage.steps):
+        if dist_info.is_main and cfg.run.image_every and (step % cfg.run.image_every == 0 or step == total_steps):
             _save_images(run_dir, stage.name, step, batch, ctx.extras.get("last_outputs", {}), cfg.model.video_size)
-        if step % cfg.run.checkpoint_every == 0 or step == stage.steps:
+        if step % cfg.run.checkpoint_every == 0 or step == total_steps:
             _save(cfg, net, optimizer, scheduler, stage, step, batches.position, groups, last, dist_info)
             last_good = str(last)
         if step_hook is not None:
@@ -271,12 +282,23 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
     return final
 
 
-def _progress(stage: StageConfig, start: int, enabled: bool):
+def _progress(name: str, total: int, start: int, enabled: bool):
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=stage.steps, initial=start, desc=f"pretrain/{stage.name}", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, initial=start, desc=f"pretrain/{name}", leave=False, dynamic_ncols=True)
+
+
+def _stage_plans(cfg: PretrainConfig, store: str | Path, world_size: int) -> tuple[dict[str, dict], dict]:
+    """stage name -> its plan entry (with the run-wide batch sizes), and the whole plan."""
+    from train.plan import pretrain_plan, train_split_size
+
+    plan = pretrain_plan(cfg, train_split_size(str(store), cfg.data.split_index, cfg.data.allow_incomplete),
+                         world_size)
+    per_stage = {s["stage"]: {**s, "global_batch": plan["global_batch"],
+                              "batch_per_process": plan["batch_per_process"]} for s in plan["stages"]}
+    return per_stage, plan
 
 
 def _rank_rng_path(path: Path, rank: int) -> Path:
@@ -310,9 +332,13 @@ def pretrain(cfg: PretrainConfig, store: str | Path, run_dir: str | Path, *, res
     if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").rglob("*.pt")):
         raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume to continue it or pick a "
                               "new --run-dir")
+    from train.plan import format_plan
+
+    plans, plan = _stage_plans(cfg, store, dist_info.world_size)
     if dist_info.is_main:
         save_config(cfg, run_dir, {"store": str(store), "world_size": dist_info.world_size,
-                                   "command": "pretrain"})
+                                   "command": "pretrain", "plan": plan})
+        log.info("%s", format_plan(plan))
     logger = MetricsLogger(run_dir, enabled=dist_info.is_main, tensorboard=cfg.run.tensorboard)
     final_path = None
     try:
@@ -329,7 +355,8 @@ def pretrain(cfg: PretrainConfig, store: str | Path, run_dir: str | Path, *, res
             # each stage starts from the same seed, so a resumed run reproduces a stage regardless of the
             # RNG use of earlier stages (the resume checkpoint overrides this for a continued stage)
             ckpt_mod.seed_everything(cfg.run.seed + 7919 * (cfg.stages.index(stage) + 1) + dist_info.rank)
-            final_path = run_stage(cfg, stage, store, run_dir, dist_info, logger, resume, step_hook)
+            final_path = run_stage(cfg, stage, store, run_dir, dist_info, logger, resume, step_hook,
+                                   splan=plans[stage.name])
             if dist_info.is_main:
                 log.info("stage %s: done in %.1f s -> %s", stage.name, time.perf_counter() - t0, final_path)
     finally:

@@ -106,11 +106,14 @@ class LossModule(nn.Module):
             out["_total"] = out["context"]
             return out
         if self.stage == "video":
+            # the encoders (V-Network + g^V, the pose encoder) are frozen here; motion_align, which maps
+            # the pose encoder's features to f_d, is trained with the generators
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_features):
                 f_s = self.net.video_embedding(batch["clip"])
-                f_d = self.net.pose_features(batch["pose"][..., :2])
+                pose_map = self.net.pose_gen.motion_feature_map(batch["pose"][..., :2])
             if self.frozen_features:
-                f_s, f_d = f_s.detach(), f_d.detach()
+                f_s, pose_map = f_s.detach(), pose_map.detach()
+            f_d = self.net.motion_align(pose_map)
             out = video_losses(self.net, batch, cfg, f_s, f_d)
             out["_total"] = out.pop("_backward")
             return out
@@ -170,7 +173,8 @@ def video_losses(net: CSVRModel, batch: dict, cfg: LossConfig, f_s: torch.Tensor
              "predict": ("video_p", net.video_gen_p, net.video_disc_p, "future_clip")}
     for target_name in cfg.video_targets:
         prefix, gen_net, disc, key = specs[target_name]
-        target = video_target(batch[key], size)
+        # the clip without colour jitter / blur when the augmentation provides it (make_augment video_targets)
+        target = video_target(batch.get(f"{key}_target", batch[key]), size)
         fake = gen_net(f_i)
         l2 = L.video_l2(fake.float(), target.float())
         terms = _gan_terms(prefix, disc, fake, target, 1.0, cfg, None, l2)

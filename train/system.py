@@ -34,6 +34,16 @@ STAGE_GROUPS: dict[str, tuple[str, ...]] = {
     "video": ("motion_align", "integration", "video_gen_r", "video_gen_p", "video_disc_r", "video_disc_p"),
     "joint": GROUPS,
 }
+# The networks of each video target (Table V switches one off: its networks are then not trained).
+TARGET_GROUPS: dict[str, tuple[str, ...]] = {"reconstruct": ("video_gen_r", "video_disc_r"),
+                                             "predict": ("video_gen_p", "video_disc_p")}
+
+
+def stage_groups(stage: str, video_targets: list[str] | tuple[str, ...] = ("reconstruct", "predict")) -> tuple[str, ...]:
+    """The groups `stage` trains: STAGE_GROUPS without the networks of switched-off video targets, so
+    that every group listed gets a gradient in every step."""
+    off = {g for t, gs in TARGET_GROUPS.items() if t not in video_targets for g in gs}
+    return tuple(g for g in STAGE_GROUPS[stage] if g not in off)
 
 JOINTS = 17
 

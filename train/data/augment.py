@@ -6,7 +6,9 @@ already moved to the device. Output: the same dict with
   pose / future_pose (B,T,17,3) with x, y re-normalised to the crop (x' = (x*W - x0)/c) and mirrored on
   a flip (x' -> 1 - x', COCO left/right joints swapped, masks swapped with them); unobserved joints
   whose coordinates are exactly 0 stay 0;
-  aug_crop (B,2) int64 (y0, x0) and aug_flip (B,) bool for debugging.
+  aug_crop (B,2) int64 (y0, x0) and aug_flip (B,) bool for debugging;
+  with `video_targets=True` also clip_target / future_clip_target: the same crop and flip, normalised,
+  without colour jitter or blur (the video generators' L2 targets).
 A clip and its future clip share one crop, flip, jitter and blur (one continuous video); every I-frame
 gets its own parameters (the paper's separate I-frame view). `train=False` gives the centre crop only.
 Batches cropped in the worker (`ClipSpec(crop=c)`: frames already c x c, plus `crop_origin` and
@@ -93,8 +95,9 @@ class ClipAugment(torch.nn.Module):
                  brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1,
                  blur_p: float = 0.5, blur_sigma: tuple[float, float] = (0.1, 2.0),
                  mean: tuple[float, float, float] = KINETICS_MEAN, std: tuple[float, float, float] = KINETICS_STD,
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, video_targets: bool = False) -> None:
         super().__init__()
+        self.video_targets = video_targets
         self.crop, self.train_mode = int(crop), train
         self.flip_p, self.jitter_p, self.blur_p = flip_p, jitter_p, blur_p
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
@@ -128,13 +131,16 @@ class ClipAugment(torch.nn.Module):
         p["sigma"] = u(*self.blur_sigma)
         return p
 
-    def _video(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
-        """x (N, T, H, W, 3) uint8 -> (N, 3, T, c, c) float32 with the per-item params `p`."""
+    def _video(self, x: torch.Tensor, p: dict[str, torch.Tensor], geometric: list | None = None) -> torch.Tensor:
+        """x (N, T, H, W, 3) uint8 -> (N, 3, T, c, c) float32 with the per-item params `p`; when `geometric`
+        is a list, the clip after crop and flip only (normalised, no jitter or blur) is appended to it."""
         x = _crop_stack(x, p["y0"], p["x0"], self.crop)
         x = x.permute(0, 4, 1, 2, 3).float().div_(255.0)
         flip = p["flip"].to(x.device)
         if bool(flip.any()):
             x = torch.where(flip.view(-1, 1, 1, 1, 1), x.flip(-1), x)
+        if geometric is not None:
+            geometric.append((x - self.mean.to(x)) / self.std.to(x) if self.normalize else x.clone())
         if self.train_mode and x.numel():  # (0 frames: a pose-only batch)
             dev = x.device
             x = color_jitter(x, p["brightness"].to(dev), p["contrast"].to(dev), p["saturation"].to(dev),
@@ -175,8 +181,11 @@ class ClipAugment(torch.nn.Module):
         clip, fut = batch["clip"], batch["future_clip"]
         b, t, h, w, _ = clip.shape
         p = self._params(b, h, w, generator)
-        video = self._video(torch.cat([clip, fut], dim=1), p)
+        geometric = [] if self.video_targets else None
+        video = self._video(torch.cat([clip, fut], dim=1), p, geometric)
         out["clip"], out["future_clip"] = video[:, :, :t], video[:, :, t:]
+        if geometric:
+            out["clip_target"], out["future_clip_target"] = geometric[0][:, :, :t], geometric[0][:, :, t:]
         pose_p, ph, pw = p, h, w
         if "crop_origin" in batch:  # cropped in the worker (ClipSpec.crop): frames are c x c already
             if (h, w) != (self.crop, self.crop):
@@ -213,6 +222,9 @@ def normalize_person_poses(pose: torch.Tensor, mask: torch.Tensor, future: torch
     (p - centre) / scale, so where the person stands in the frame no longer matters but how the body
     moves through the clip (a jump, a walk) still does. Unobserved joints become 0 (the centre);
     channels after x, y (confidence) are kept. A clip with no observed joint keeps centre 0.5, scale 1.
+    Joints filled by gap interpolation (`pose_max_gap`: x, y set, mask False) do not move the centre or
+    the scale but are mapped with them, so the interpolation survives; only joints whose x and y are
+    both exactly 0 (never observed, not filled) become 0.
     """
     w = mask.to(pose.dtype)[..., None]                                   # (B, T, J, 1)
     n = w.sum(dim=(1, 2))                                                # (B, 1)
@@ -224,7 +236,8 @@ def normalize_person_poses(pose: torch.Tensor, mask: torch.Tensor, future: torch
 
     def apply(p: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         out = p.clone()
-        out[..., :2] = torch.where(m[..., None].bool(), (p[..., :2] - centre) / scale, torch.zeros_like(p[..., :2]))
+        present = m.bool() | (p[..., :2] != 0).any(-1)   # observed, or filled by gap interpolation
+        out[..., :2] = torch.where(present[..., None], (p[..., :2] - centre) / scale, torch.zeros_like(p[..., :2]))
         return out
 
     return apply(pose, mask), (apply(future, future_mask) if future is not None else None)

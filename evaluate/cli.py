@@ -20,6 +20,12 @@ def _ks(value: str) -> tuple[int, ...]:
     return ks
 
 
+DEVICE_HELP = "auto = CUDA when available, else CPU; or cpu, cuda, cuda:N."
+THREADS_HELP = "Torch threads; 0 = the cores available to this process (train.distributed.cores_per_process)."
+WORKERS_HELP = ("Loader worker processes (default: train.distributed.default_loader_workers: "
+                "the cores available, at most 8; 0 = load in the main process).")
+
+
 @click.group()
 def evaluate() -> None:
     """Recognition, retrieval and pretext metrics, and the report of a run folder."""
@@ -82,17 +88,20 @@ def retrieval_cmd(features: Path, gallery: str, queries: str, ks: str, json_out:
               help="JSON with 'groups' class -> motion|context|both (e.g. data/synthetic/synthetic.json).")
 @click.option("--num-clips", default=10, show_default=True, help="Clips per video (uniformly spread).")
 @click.option("--batch-size", default=16, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=THREADS_HELP)
+@click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None, help=WORKERS_HELP)
 @click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True,
               help="Fine-tuning checkpoint: last epoch, or the epoch with the best test top-1 (test-set selection).")
 def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, out_dir: Path,
-            groups: Path | None, num_clips: int, batch_size: int, device: str, checkpoint: str) -> None:
+            groups: Path | None, num_clips: int, batch_size: int, device: str, threads: int,
+            num_workers: int | None, checkpoint: str) -> None:
     """Evaluate checkpoints on a store: recognition, retrieval, pretext metrics, then the report."""
     import logging
     import time
 
     from evaluate.run import evaluate_checkpoints
-    from evaluate.seams import SeamNotConnected
+    from evaluate.seams import SeamNotConnected, eval_threads, loader_workers, resolve_device
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if pretrain_run is None and finetune_run is None:
@@ -101,10 +110,14 @@ def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, o
     try:
         import torch
 
-        torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+        device = resolve_device(device)
+        torch.set_num_threads(eval_threads(threads))
+        num_workers = loader_workers(num_workers)
+        logging.getLogger(__name__).info("evaluation on %s, %d torch threads, %d loader workers", device,
+                                         torch.get_num_threads(), num_workers)
         written = evaluate_checkpoints(store, out_dir, pretrain_run=pretrain_run, finetune_run=finetune_run,
                                        groups=groups, num_clips=num_clips, batch_size=batch_size, device=device,
-                                       checkpoint=checkpoint)
+                                       checkpoint=checkpoint, num_workers=num_workers)
     except (SeamNotConnected, ValueError, FileNotFoundError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     plots = sorted(p for p in written.values() if p.suffix == ".png")
@@ -153,10 +166,17 @@ def ablate_table(results: Path, out: Path | None) -> None:
               help="An evaluation folder (csvr evaluate run --out): add the tables and the per-row per-class "
                    "accuracy to its metrics.json and rebuild its report.md.")
 @click.option("--num-clips", default=10, show_default=True, help="Test clips per video for each row's evaluation.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help=DEVICE_HELP + " Used for the evaluation; training takes run.device from its configs.")
+@click.option("--threads", type=click.IntRange(min=0), default=None,
+              help="Torch threads for the rows' evaluation (default: the cores available, or what the "
+                   "training's run.threads left).")
+@click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None,
+              help=WORKERS_HELP + " For the rows' evaluation; training takes data.num_workers from its configs.")
 def ablate_run(store: Path, config: str, finetune_config: str | None, tables: str, out_dir: Path,
                pretrain_run: Path | None, pretrain_overrides: tuple[str, ...], finetune_overrides: tuple[str, ...],
-               epochs: int | None, report_dir: Path | None, num_clips: int, device: str) -> None:
+               epochs: int | None, report_dir: Path | None, num_clips: int, device: str, threads: int | None,
+               num_workers: int | None) -> None:
     """Pretrain + fine-tune + evaluate every row of the tables; writes results.json and ablation.md
     (clip- and video-level top-1 beside the paper's numbers). Resumable: finished rows are kept."""
     import logging
@@ -177,7 +197,13 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
                            finetune_config=(resolve_config("finetune", finetune_config) if finetune_config
                                             else ablation_finetune_config(config)),
                            out_dir=out_dir, pretrain_run=pretrain_run, pretrain_overrides=tuple(pretrain_overrides),
-                           finetune_overrides=overrides, device=device, num_clips=num_clips)
+                           finetune_overrides=overrides, device=device, num_clips=num_clips,
+                           num_workers=num_workers, threads=threads)
+        import torch
+
+        from evaluate.seams import eval_threads
+
+        torch.set_num_threads(eval_threads(threads))
         info = StoreInfo(store)
         res = run_ablation([t.strip() for t in tables.split(",") if t.strip()], out_dir,
                            info.attrs.get("dataset", "dataset"), runner)

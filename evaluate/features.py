@@ -26,7 +26,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from evaluate.metrics import as_numpy, group_mean
+from evaluate.metrics import VideoAccumulator, as_numpy
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ def extract_video_features(
     video_ids: Mapping[int, str] | None = None,
     input_key: str | None = "clip",
 ) -> FeatureSet:
-    """Run `feature_fn` over clip batches and average the clip features of each video.
+    """Run `feature_fn` over clip batches and average the clip features of each video (streaming:
+    only per-video sums are kept, never the batches or the clip features).
 
     Each batch is a mapping with `input_key` (the model input), `label` (B,) and `video_index` (B,)
     -- the keys of the contract's eval dataset after `ClipAugment(train=False)`; with
@@ -192,26 +193,31 @@ def extract_video_features(
         import contextlib
 
         ctx = contextlib.nullcontext()
-    feats, labels, vidx = [], [], []
+    acc = VideoAccumulator()
     with ctx:
         for i, batch in enumerate(batches):
             for key in ("label", "video_index") + ((input_key,) if input_key is not None else ()):
                 if key not in batch:
                     raise KeyError(f"batch {i} lacks key {key!r} (has {sorted(batch)})")
             out = as_numpy(feature_fn(batch if input_key is None else batch[input_key]))
-            if out.ndim != 2 or len(out) != len(as_numpy(batch["label"])):
-                raise ValueError(f"feature_fn returned shape {out.shape} for a batch of {len(as_numpy(batch['label']))}")
-            feats.append(out.astype(np.float32))
-            labels.append(as_numpy(batch["label"]).astype(np.int64))
-            vidx.append(as_numpy(batch["video_index"]).astype(np.int64))
-    if not feats:
+            labels = as_numpy(batch["label"]).astype(np.int64)
+            if out.ndim != 2 or len(out) != len(labels):
+                raise ValueError(f"feature_fn returned shape {out.shape} for a batch of {len(labels)}")
+            try:
+                acc.add(out.astype(np.float32), as_numpy(batch["video_index"]).astype(np.int64), labels)
+            except ValueError as e:
+                raise ValueError(f"split {split!r}: {e}") from e
+            del batch, out
+    if not len(acc):
         raise ValueError(f"split {split!r}: the loader yielded no batches")
-    f_all, y_all, v_all = np.concatenate(feats), np.concatenate(labels), np.concatenate(vidx)
-    uniq, mean_feats = group_mean(f_all, v_all)
-    _, mean_labels = group_mean(y_all.astype(np.float64), v_all)
-    if not np.allclose(mean_labels, np.rint(mean_labels)):
-        raise ValueError(f"split {split!r}: clips of one video carry different labels")
-    ids = [video_ids[int(u)] if video_ids is not None else str(int(u)) for u in uniq]
-    clips = np.bincount(np.searchsorted(np.sort(uniq), v_all), minlength=len(uniq))
+    return feature_set(acc, split, video_ids)
+
+
+def feature_set(acc: VideoAccumulator, split: str, video_ids: Mapping[int, str] | None = None) -> FeatureSet:
+    """The `FeatureSet` of per-video mean features accumulated batch by batch (`VideoAccumulator`)."""
+    if not len(acc):
+        raise ValueError(f"split {split!r}: no clips")
+    ids = [video_ids[int(u)] if video_ids is not None else str(int(u)) for u in acc.ids()]
+    clips = acc.counts()
     attrs = {"clips_per_video_min": int(clips.min()), "clips_per_video_max": int(clips.max())}
-    return FeatureSet(mean_feats.astype(np.float32), np.rint(mean_labels).astype(np.int64), ids, split, attrs)
+    return FeatureSet(acc.means().astype(np.float32), acc.labels(), ids, split, attrs)

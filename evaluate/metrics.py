@@ -99,6 +99,114 @@ def group_mean(values: Any, group_ids: Any) -> tuple[np.ndarray, np.ndarray]:
     return uniq[order], means[order]
 
 
+class VideoAccumulator:
+    """Per-video running sums of clip rows (scores or features) for streaming evaluation.
+
+    `add` takes one batch of rows with their video ids (and optionally labels); memory is
+    O(videos x D), never O(clips). `means()` equals `group_mean` over all rows added: the same float64
+    sums, added in the same order, so the numbers are bit-identical. Videos come out in
+    first-appearance order. Clips of one video with different labels raise a ValueError.
+    """
+
+    def __init__(self) -> None:
+        self._slot: dict[Any, int] = {}
+        self._ids: list[Any] = []
+        self._labels: list[int] = []
+        self._sums: np.ndarray | None = None  # (capacity, ...) float64
+        self._counts = np.zeros(0, dtype=np.int64)
+        self.num_rows = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, values: Any, video_ids: Any, labels: Any | None = None) -> None:
+        v = as_numpy(values).astype(np.float64, copy=False)
+        g = as_numpy(video_ids)
+        if g.ndim != 1:
+            raise ValueError(f"group ids must be 1-D, got shape {g.shape}")
+        y = None if labels is None else _labels(labels, "labels")
+        _same_length(values=v, group_ids=g, **({"labels": y} if y is not None else {}))
+        slots = np.empty(len(g), dtype=np.int64)
+        bad = []
+        for i, key in enumerate(g.tolist()):
+            s = self._slot.get(key)
+            if s is None:
+                s = self._slot[key] = len(self._ids)
+                self._ids.append(key)
+                self._labels.append(int(y[i]) if y is not None else 0)
+            elif y is not None and self._labels[s] != int(y[i]):
+                bad.append(key)
+            slots[i] = s
+        if bad:
+            raise ValueError(f"clips of video(s) {sorted(set(bad))[:5]} carry different labels")
+        n = len(self._ids)
+        if self._sums is None:
+            self._sums = np.zeros((max(16, n),) + v.shape[1:], dtype=np.float64)
+        elif self._sums.shape[1:] != v.shape[1:]:
+            raise ValueError(f"rows of shape {v.shape[1:]} after rows of shape {self._sums.shape[1:]}")
+        if n > len(self._sums):  # grow by doubling: amortised O(videos) copies
+            grown = np.zeros((max(n, 2 * len(self._sums)),) + self._sums.shape[1:], dtype=np.float64)
+            grown[: len(self._sums)] = self._sums
+            self._sums = grown
+        np.add.at(self._sums, slots, v)  # row by row, in order: the same sums as group_mean
+        self._counts = np.concatenate([self._counts, np.zeros(n - len(self._counts), dtype=np.int64)])
+        np.add.at(self._counts, slots, 1)
+        self.num_rows += len(g)
+
+    def ids(self) -> np.ndarray:
+        return np.asarray(self._ids)
+
+    def counts(self) -> np.ndarray:
+        """(V,) clips per video."""
+        return self._counts.copy()
+
+    def labels(self) -> np.ndarray:
+        """(V,) the label of each video (meaningful when labels were given to `add`)."""
+        return np.asarray(self._labels, dtype=np.int64)
+
+    def means(self) -> np.ndarray:
+        """(V, ...) float64 mean row per video."""
+        if self._sums is None:
+            raise ValueError("empty input: no rows were added")
+        n = len(self._ids)
+        c = self._counts.astype(np.float64)
+        return self._sums[:n] / c.reshape((-1,) + (1,) * (self._sums.ndim - 1))
+
+
+class RecognitionAccumulator:
+    """Streaming clip- and video-level recognition: per batch, the clip hits and per-video score sums.
+
+    The numbers equal those of `top1_accuracy` (clips) and `video_level_scores` (videos) on the
+    concatenated clip scores, without keeping the clip scores.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = int(num_classes)
+        self.videos = VideoAccumulator()
+        self.hits = 0
+
+    @property
+    def num_clips(self) -> int:
+        return self.videos.num_rows
+
+    def add(self, clip_scores: Any, clip_labels: Any, video_index: Any) -> None:
+        s, y = _scores(clip_scores, "clip_scores"), _labels(clip_labels, "clip_labels")
+        if s.shape[1] != self.num_classes:
+            raise ValueError(f"classifier outputs {s.shape[1]} classes, dataset has {self.num_classes}")
+        _same_length(clip_scores=s, clip_labels=y)
+        self.videos.add(s, video_index, y)
+        self.hits += int(np.sum(s.argmax(axis=1) == y))
+
+    def clip_top1(self) -> float:
+        if not self.num_clips:
+            raise ValueError("empty input: no clips were added")
+        return self.hits / self.num_clips
+
+    def video_scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(video ids, mean scores (V, C), labels (V,)) as `video_level_scores` returns them."""
+        return self.videos.ids(), self.videos.means(), self.videos.labels()
+
+
 def video_level_scores(
     clip_scores: Any, clip_labels: Any, video_ids: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

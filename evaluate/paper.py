@@ -54,7 +54,7 @@ TABLE_I: tuple[AblationRow, ...] = (
     AblationRow("f_i_concat", "f_i (concatenation, no video branch)", {"ucf101": 75.2, "hmdb51": 41.7},
                 {"stages": ["pose", "context"], "fusion": "concat"}, "concat"),
     AblationRow("full", "f_i (full CSVR)", {"ucf101": 90.4, "hmdb51": 56.6},
-                {"stages": ["pose", "video", "context", "joint"], "fusion": "adain"}, "integrated"),
+                {"stages": ["pose", "context", "video", "joint"], "fusion": "adain"}, "integrated"),
 )
 
 # Table III: f_d from different encoder layers of the pose generator (top-1 %).
@@ -77,11 +77,11 @@ TABLE_IV: tuple[AblationRow, ...] = (
 # Table V: video generating branch objective (top-1 %), full CSVR otherwise.
 TABLE_V: tuple[AblationRow, ...] = (
     AblationRow("recon", "L_r (reconstruction)", {"ucf101": 89.2, "hmdb51": 54.6, "ssv2": 56.1},
-                {"stages": ["pose", "video", "context", "joint"], "video_targets": ["reconstruct"]}),
+                {"stages": ["pose", "context", "video", "joint"], "video_targets": ["reconstruct"]}),
     AblationRow("pred", "L_p (prediction)", {"ucf101": 89.9, "hmdb51": 56.6, "ssv2": 55.3},
-                {"stages": ["pose", "video", "context", "joint"], "video_targets": ["predict"]}),
+                {"stages": ["pose", "context", "video", "joint"], "video_targets": ["predict"]}),
     AblationRow("both", "L_r & L_p", {"ucf101": 90.4, "hmdb51": 56.6, "ssv2": 59.2},
-                {"stages": ["pose", "video", "context", "joint"], "video_targets": ["reconstruct", "predict"]}),
+                {"stages": ["pose", "context", "video", "joint"], "video_targets": ["reconstruct", "predict"]}),
 )
 
 ABLATION_TABLES: dict[str, tuple[AblationRow, ...]] = {

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from evaluate import metrics as M
-from evaluate.features import FeatureSet, extract_video_features, write_features
+from evaluate.features import FeatureSet, extract_video_features, feature_set, write_features
 from evaluate.report import build_report, write_metrics
 
 log = logging.getLogger(__name__)
@@ -71,20 +71,24 @@ PRETEXT_KEYS: dict[str, str] = {
 
 def recognition_metrics(clip_scores: Any, clip_labels: Any, video_index: Any, num_classes: int) -> dict[str, Any]:
     """Clip- and video-level top-1, per-class accuracy and confusion matrix (both at video level)."""
-    clip_scores = M.as_numpy(clip_scores)
-    if clip_scores.shape[1] != num_classes:
-        raise ValueError(f"classifier outputs {clip_scores.shape[1]} classes, dataset has {num_classes}")
-    vids, vscores, vlabels = M.video_level_scores(clip_scores, clip_labels, video_index)
+    acc = M.RecognitionAccumulator(num_classes)
+    acc.add(clip_scores, clip_labels, video_index)
+    return recognition_section(acc)
+
+
+def recognition_section(acc: M.RecognitionAccumulator) -> dict[str, Any]:
+    """The `recognition` section from a streaming accumulator (the clip batches already gone)."""
+    vids, vscores, vlabels = acc.video_scores()
     vpred = vscores.argmax(axis=1)
-    counts = np.unique(M.as_numpy(video_index), return_counts=True)[1]
+    n = acc.num_classes
     return {
-        "clip_top1": M.top1_accuracy(clip_scores, clip_labels),
+        "clip_top1": acc.clip_top1(),
         "video_top1": float(np.mean(vpred == vlabels)),
-        "num_clips": int(len(clip_scores)),
+        "num_clips": int(acc.num_clips),
         "num_videos": int(len(vids)),
-        "clips_per_video": int(counts.max()),
-        "per_class": M.per_class_accuracy(vlabels, vpred, num_classes).tolist(),
-        "confusion_matrix": M.confusion_matrix(vlabels, vpred, num_classes).tolist(),
+        "clips_per_video": int(acc.videos.counts().max()),
+        "per_class": M.per_class_accuracy(vlabels, vpred, n).tolist(),
+        "confusion_matrix": M.confusion_matrix(vlabels, vpred, n).tolist(),
     }
 
 
@@ -198,30 +202,44 @@ def pretext_metrics(outputs: Sequence[Mapping[str, Any]], is_splits: int = 1) ->
 # --------------------------------------------------------------------------------------------------
 
 
-def _test_pass(
-    comps: EvalComponents, max_pretext_batches: int | None
-) -> tuple[dict[str, list[np.ndarray]], list[dict[str, np.ndarray]]]:
-    """ONE pass over the test batches running classify, features and (on the first batches) pretext."""
+@dataclass
+class TestPass:
+    """What ONE streaming pass over the test batches keeps: per-video accumulators, never the clips."""
+
+    recognition: M.RecognitionAccumulator | None
+    features: M.VideoAccumulator | None
+    pretext: list[dict[str, np.ndarray]]
+    batches: int = 0
+
+
+def _test_pass(comps: EvalComponents, max_pretext_batches: int | None, num_classes: int) -> TestPass:
+    """ONE pass over the test batches running classify, features and (on the first batches) pretext.
+
+    Streaming: each batch is dropped once its outputs are folded into per-video sums (recognition
+    scores, retrieval features); only the pretext outputs of the first `max_pretext_batches` batches
+    are kept, so memory does not grow with the number of test videos."""
     import torch
 
-    acc: dict[str, list[np.ndarray]] = {"scores": [], "feats": [], "labels": [], "vidx": []}
-    pretext_out: list[dict[str, np.ndarray]] = []
+    res = TestPass(M.RecognitionAccumulator(num_classes) if comps.classify is not None else None,
+                   M.VideoAccumulator() if comps.features is not None else None, [])
     with torch.no_grad():
         for i, batch in enumerate(comps.test_batches()):
             for key in ("clip", "label", "video_index"):
                 if key not in batch:
                     raise KeyError(f"test batch {i} lacks key {key!r} (has {sorted(batch)})")
-            acc["labels"].append(M.as_numpy(batch["label"]).astype(np.int64))
-            acc["vidx"].append(M.as_numpy(batch["video_index"]).astype(np.int64))
-            if comps.classify is not None:
-                acc["scores"].append(M.as_numpy(comps.classify(batch)).astype(np.float32))
-            if comps.features is not None:
-                acc["feats"].append(M.as_numpy(comps.features(batch)).astype(np.float32))
+            labels = M.as_numpy(batch["label"]).astype(np.int64)
+            vidx = M.as_numpy(batch["video_index"]).astype(np.int64)
+            res.batches += 1
+            if res.recognition is not None:
+                res.recognition.add(M.as_numpy(comps.classify(batch)).astype(np.float32), labels, vidx)
+            if res.features is not None:
+                res.features.add(M.as_numpy(comps.features(batch)).astype(np.float32), vidx, labels)
             if (comps.pretext is not None and comps.pretext_batches is None
                     and (max_pretext_batches is None or i < max_pretext_batches)):
                 out = {k: M.as_numpy(v) for k, v in comps.pretext(batch).items() if v is not None}
-                out.setdefault("video_index", acc["vidx"][-1])
-                pretext_out.append(out)
+                out.setdefault("video_index", vidx)
+                res.pretext.append(out)
+            del batch
         if comps.pretext is not None and comps.pretext_batches is not None:
             for i, batch in enumerate(comps.pretext_batches()):
                 if max_pretext_batches is not None and i >= max_pretext_batches:
@@ -229,10 +247,10 @@ def _test_pass(
                 out = {k: M.as_numpy(v) for k, v in comps.pretext(batch).items() if v is not None}
                 if "video_index" in batch:
                     out.setdefault("video_index", M.as_numpy(batch["video_index"]).astype(np.int64))
-                pretext_out.append(out)
-    if not acc["labels"]:
+                res.pretext.append(out)
+    if not res.batches:
         raise ValueError("the test loader yielded no batches")
-    return acc, pretext_out
+    return res
 
 
 def evaluate_run(
@@ -249,7 +267,8 @@ def evaluate_run(
     metrics.json, report.md and plots into `run_dir`; returns the written paths.
 
     The test split is read once (classification, features and pretext outputs from the same
-    batches); the train split once more for the retrieval gallery.
+    batches); the train split once more for the retrieval gallery. Both passes stream: a batch is
+    dropped once its logits / features are added to per-video sums.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -260,16 +279,15 @@ def evaluate_run(
     written: dict[str, Path] = {}
     comps = components
 
-    acc, outputs = _test_pass(comps, max_pretext_batches)
-    labels, vidx = np.concatenate(acc["labels"]), np.concatenate(acc["vidx"])
-    if acc["scores"]:
-        metrics["recognition"] = recognition_metrics(np.concatenate(acc["scores"]), labels, vidx, len(classes))
+    test = _test_pass(comps, max_pretext_batches, len(classes))
+    outputs = test.pretext
+    if test.recognition is not None:
+        metrics["recognition"] = recognition_section(test.recognition)
         log.info("recognition: clip top-1 %.3f, video top-1 %.3f", metrics["recognition"]["clip_top1"],
                  metrics["recognition"]["video_top1"])
 
-    if acc["feats"] and comps.train_batches is not None:
-        queries = extract_video_features(lambda x: x, [{"clip": np.concatenate(acc["feats"]), "label": labels,
-                                                        "video_index": vidx}], "test", comps.video_ids)
+    if test.features is not None and comps.train_batches is not None:
+        queries = feature_set(test.features, "test", comps.video_ids)
         gallery = extract_video_features(comps.features, comps.train_batches(), "train", comps.video_ids, input_key=None)
         written["features"] = write_features(run_dir / "eval" / "features.h5", [gallery, queries],
                                              {**comps.attrs, **(run_info or {})})

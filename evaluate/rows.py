@@ -5,17 +5,20 @@ A row (`evaluate.paper.AblationRow`) says which pretraining stages it needs and 
 downstream variant it fine-tunes. `RowRunner` turns that into checkpoints as cheaply as it honestly
 can:
 
-- ONE staged pretraining run (`pose -> video -> context -> joint`, the config as is) is shared by
+- ONE staged pretraining run (`pose -> context -> video -> joint`, the config as is) is shared by
   every row whose settings it matches; a row that needs only some stages takes their per-stage
   `final.pt` (Table I: f_d = `pose/final.pt`, f_s = `context/final.pt`, f_i without the video
   branch = pose + context merged, with a fresh integration layer and aligner; full = the joint stage).
 - A row with other settings (Table IV: another context loss; Table V: one video target) pretrains
-  its own run, but first copies from the shared run the `final.pt` of every stage whose training
-  does not depend on the changed setting (the pose stage never does; the context stage unless the
-  context loss changed), and resumes, so only the affected stages train again.
+  its own run, but first copies from the shared run the `final.pt` of every stage whose checkpoint
+  does not depend on the changed setting (`stage_settings`: a stage's own settings plus those of the
+  stages it starts from -- the pose stage never does; the context stage unless the context loss
+  changed; the video stage, which starts from the context stage, also when the context loss
+  changed), and resumes, so only the affected stages train again.
 - Every row is fine-tuned with the same fine-tuning config (`train.finetune.finetune`) and then
-  evaluated on the same cached test clips (10 per video, centre crop): clip-level and video-level top-1
-  of the last epoch's model (no test-set model selection), and per-class accuracy.
+  evaluated on the same test clips (10 per video, centre crop), streamed from the store once per row
+  (only per-video logit sums are kept): clip-level and video-level top-1 of the last epoch's model
+  (no test-set model selection), and per-class accuracy.
 """
 
 from __future__ import annotations
@@ -34,9 +37,51 @@ log = logging.getLogger(__name__)
 
 # paper row fine-tuning variant -> train.finetune variant
 VARIANTS = {"scratch": "scratch", "pose_only": "fd", "video_only": "fs", "concat": "concat", "integrated": "fi"}
-# settings each stage's training depends on (a stage is reusable when these match)
-STAGE_SETTINGS = {"pose": (), "context": ("context_loss",), "video": ("fusion", "video_targets", "fd_layer"),
-                  "joint": ("context_loss", "fusion", "video_targets", "fd_layer")}
+# pretraining stages in the trainer's order (train.config default stages, configs/pretrain/*.yaml):
+# the video stage runs after context and starts from it (init_from: [pose, context])
+STAGE_ORDER = ("pose", "context", "video", "joint")
+# settings each stage's own training reads
+STAGE_OWN_SETTINGS = {"pose": (), "context": ("context_loss",), "video": ("fusion", "video_targets", "fd_layer"),
+                      "joint": ("context_loss", "fusion", "video_targets", "fd_layer")}
+# the trainer's default `init_from` (train.config.PretrainConfig.stages)
+DEFAULT_INIT_FROM = {"pose": (), "context": (), "video": ("pose", "context"), "joint": ("pose", "context", "video")}
+
+
+def stage_settings(init_from: dict[str, Any] | None = None) -> dict[str, tuple[str, ...]]:
+    """Settings each stage's checkpoint depends on: its own (`STAGE_OWN_SETTINGS`) plus, transitively,
+    those of the stages it starts from (`init_from`, stage -> earlier stages; the trainer's default
+    when None). With the default order the video stage depends on the context loss too: it starts
+    from the context stage's V-Network."""
+    init = {k: tuple(v) for k, v in (DEFAULT_INIT_FROM if init_from is None else init_from).items()}
+    out: dict[str, tuple[str, ...]] = {}
+
+    def deps(stage: str, seen: tuple[str, ...] = ()) -> set[str]:
+        if stage in seen:
+            raise ValueError(f"init_from cycle through stage {stage!r}")
+        d = set(STAGE_OWN_SETTINGS[stage])
+        for src in init.get(stage, ()):
+            d |= deps(src, seen + (stage,))
+        return d
+
+    for stage in STAGE_OWN_SETTINGS:
+        d = deps(stage)
+        out[stage] = tuple(k for k in ("context_loss", "fusion", "video_targets", "fd_layer") if k in d)
+    return out
+
+
+# settings each stage's checkpoint depends on (a stage is reusable when these match), default stages
+STAGE_SETTINGS = stage_settings()
+
+
+def reusable_stages(stages: list[str], settings: dict[str, Any], have: dict[str, Any], done: set[str],
+                    init_from: dict[str, Any]) -> set[str]:
+    """The stages of a row that the shared run's `final.pt` files give exactly: finished there, every
+    setting the stage depends on (`stage_settings(init_from)`) equal, and every stage it started
+    from also part of the row (a row without the context stage would train its video stage from
+    the pose stage alone)."""
+    deps = stage_settings(init_from)
+    return {s for s in stages if s in done and all(have[k] == settings[k] for k in deps[s])
+            and set(init_from.get(s, ())) <= set(stages)}
 GLUE_GROUPS = ("integration", "motion_align")  # trained only with the video branch
 
 
@@ -83,9 +128,11 @@ class RowRunner:
     pretrain_run: Path | None = None           # shared staged run to reuse; None = pretrain one in out_dir
     pretrain_overrides: tuple[str, ...] = ()
     finetune_overrides: tuple[str, ...] = ()
-    device: str = "cpu"
+    device: str = "auto"                       # evaluation device: auto = CUDA when available, else CPU
     num_clips: int = 10
     batch_size: int = 16
+    num_workers: int | None = None             # eval loader workers; None = default_loader_workers(None)
+    threads: int | None = None                 # torch threads for the evaluation; None = as training left them
     per_class: dict[str, list[float | None]] = field(default_factory=dict)  # row key -> per-class accuracy
     timings: dict[str, float] = field(default_factory=dict)
     _test_batches: Any = None
@@ -123,18 +170,18 @@ class RowRunner:
         self.pretrain_run = run
         return run
 
-    def _shared_settings(self, run: Path) -> tuple[dict[str, Any], set[str]]:
+    def _shared_settings(self, run: Path) -> tuple[dict[str, Any], set[str], dict[str, list[str]]]:
         from train.config import PretrainConfig, load_config
 
         cfg = load_config(PretrainConfig, run / "config.yaml")
         stages = {s.name for s in cfg.stages if s.enabled and (run / "checkpoints" / s.name / "final.pt").is_file()}
-        return run_settings(cfg), stages
+        return run_settings(cfg), stages, {s.name: list(s.init_from) for s in cfg.stages}
 
     def _stage_sources(self, settings: dict[str, Any], stages: list[str], row_key: str) -> dict[str, Path]:
         """stage -> the run folder whose `checkpoints/<stage>/final.pt` the row uses."""
         shared = self.shared_run()
-        have, done = self._shared_settings(shared)
-        reusable = {s for s in stages if s in done and all(have[k] == settings[k] for k in STAGE_SETTINGS[s])}
+        have, done, init_from = self._shared_settings(shared)
+        reusable = reusable_stages(stages, settings, have, done, init_from)
         if set(stages) <= reusable:
             return {s: shared for s in stages}
         own = self._own_run(settings, stages, row_key, shared, reusable)
@@ -179,7 +226,7 @@ class RowRunner:
         stages = settings.get("stages")
         if not stages:
             return None
-        stages = [s for s in ("pose", "video", "context", "joint") if s in stages]
+        stages = [s for s in STAGE_ORDER if s in stages]
         sources = self._stage_sources(settings, stages, row.key)
         if "joint" in stages:  # the joint stage holds every group
             return pretrain_checkpoint(sources["joint"], "joint")
@@ -193,24 +240,50 @@ class RowRunner:
 
     # ------------------------------------------------------------------------- fine-tune + eval
     def test_batches(self) -> Any:
-        """The test clips every row is evaluated on (read once, kept in memory)."""
+        """The factory of the test clips every row is evaluated on (10 per video, centre crop, the
+        fine-tuning recipe). Each call of the factory streams them from the store again: nothing is
+        cached, so memory does not grow with the test split (every row reads it once)."""
         if self._test_batches is None:
-            from evaluate.seams import Recipe, cached, eval_batches
+            from evaluate.seams import Recipe, eval_batches
             from train.config import FinetuneConfig, load_config
 
             cfg = load_config(FinetuneConfig, self.finetune_config, self.finetune_overrides)
             r = Recipe(frames=cfg.data.frames, stride=cfg.data.stride, crop=cfg.data.crop,
                        split_index=cfg.data.split_index, input_size=cfg.data.input_size,
                        pose_norm=cfg.data.pose_norm)
-            self._test_batches = cached(eval_batches(self.store, "test", num_clips=self.num_clips,
-                                                     batch_size=self.batch_size, device=self.device,
-                                                     split_index=r.split_index, spec=r.spec(), crop=r.crop,
-                                                     input_size=r.input_size, pose_norm=r.pose_norm))
+            self._test_batches = eval_batches(self.store, "test", num_clips=self.num_clips,
+                                              batch_size=self.batch_size, device=self._device(),
+                                              num_workers=self.num_workers, split_index=r.split_index,
+                                              spec=r.spec(), crop=r.crop, input_size=r.input_size,
+                                              pose_norm=r.pose_norm)
         return self._test_batches
+
+    def _device(self) -> str:
+        from evaluate.seams import resolve_device
+
+        return resolve_device(self.device)
+
+    def evaluate(self, net: Any, num_classes: int) -> dict[str, Any]:
+        """The `recognition` section of a fine-tuned network on the test clips, in one streaming pass:
+        per batch only the logits are folded into per-video sums, then the batch is dropped."""
+        import torch
+
+        from evaluate.metrics import RecognitionAccumulator
+        from evaluate.pipeline import recognition_section
+        from evaluate.seams import eval_threads
+
+        if self.threads is not None:  # else as the trainer left them (run.threads; 0 = cores_per_process())
+            torch.set_num_threads(eval_threads(self.threads))
+        acc = RecognitionAccumulator(num_classes)
+        with torch.no_grad():
+            for b in self.test_batches()():
+                acc.add(net(b["clip"], b["pose"][..., :2]).float().cpu().numpy(), b["label"].cpu().numpy(),
+                        b["video_index"].cpu().numpy())
+                del b
+        return recognition_section(acc)
 
     def __call__(self, row: paper.AblationRow, row_dir: Path) -> dict[str, float]:
         from evaluate.checkpoints import finetune_checkpoint, load_finetuned_network, valid_groups
-        from evaluate.pipeline import recognition_metrics
         from evaluate.seams import StoreInfo
         from train.config import FinetuneConfig, load_config
         from train.finetune import VARIANT_GROUPS, finetune
@@ -233,19 +306,9 @@ class RowRunner:
         t1 = time.perf_counter()
         finetune(cfg, self.store, ft_dir, pretrained=pretrained, resume=(ft_dir / "checkpoints" / "last.pt").is_file())
         t2 = time.perf_counter()
-        net = load_finetuned_network(finetune_checkpoint(ft_dir, "last"), self.device)
-        import torch
-
-        scores, labels, vidx = [], [], []
-        with torch.no_grad():
-            for b in self.test_batches()():
-                scores.append(net(b["clip"], b["pose"][..., :2]).float().cpu().numpy())
-                labels.append(b["label"].cpu().numpy())
-                vidx.append(b["video_index"].cpu().numpy())
-        import numpy as np
-
-        classes = StoreInfo(self.store).classes
-        rec = recognition_metrics(np.concatenate(scores), np.concatenate(labels), np.concatenate(vidx), len(classes))
+        net = load_finetuned_network(finetune_checkpoint(ft_dir, "last"), self._device())
+        rec = self.evaluate(net, len(StoreInfo(self.store).classes))
+        del net
         self.per_class[row.key] = rec["per_class"]
         t3 = time.perf_counter()
         self.timings[f"row {row.key}"] = t3 - t0

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluate.pipeline import EvalComponents, evaluate_run, video_id_map
-from evaluate.seams import LoadedModels, StoreInfo, eval_batches, load_models
+from evaluate.seams import LoadedModels, StoreInfo, eval_batches, load_models, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +51,27 @@ def evaluate_checkpoints(
     groups: str | Path | None = None,
     num_clips: int = 10,
     batch_size: int = 16,
-    device: str = "cpu",
+    device: str = "auto",
     checkpoint: str = "last",
+    num_workers: int | None = None,
     pretext_batches: int = 4,
     models: LoadedModels | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Evaluate the runs' checkpoints on `store`; writes metrics.json, report.md, plots/,
-    eval/features.h5 and eval/examples.npz into `out_dir`. Returns the written paths."""
+    eval/features.h5 and eval/examples.npz into `out_dir`. Returns the written paths.
+
+    `device="auto"`: CUDA when available, else CPU; `num_workers=None`: loader workers from
+    `train.distributed.default_loader_workers(None)`. Every pass streams from the store."""
     if pretrain_run is None and finetune_run is None and models is None:
         raise ValueError("give a pretraining run and/or a fine-tuning run")
     t0 = time.perf_counter()
     info = StoreInfo(store)
+    device = resolve_device(device)
     models = models or load_models(pretrain_run, finetune_run, device, checkpoint)
     fns, recipe = models.callables, models.recipe
-    kw = dict(num_clips=num_clips, batch_size=batch_size, device=device, split_index=recipe.split_index,
+    kw = dict(num_clips=num_clips, batch_size=batch_size, device=device, num_workers=num_workers,
+              split_index=recipe.split_index,
               spec=recipe.spec(), crop=recipe.crop, input_size=recipe.input_size, pose_norm=recipe.pose_norm)
     pre = models.pretrain_recipe
     comps = EvalComponents(
@@ -73,6 +79,7 @@ def evaluate_checkpoints(
         train_batches=eval_batches(store, "train", **kw) if fns.get("features") else None,
         classify=fns.get("classify"), features=fns.get("features"), pretext=fns.get("pretext"),
         pretext_batches=(eval_batches(store, "test", num_clips=1, batch_size=PRETEXT_BATCH, device=device,
+                                      num_workers=num_workers,
                                       split_index=pre.split_index, spec=pre.spec(pretext=True), crop=pre.crop,
                                       input_size=pre.input_size, pose_norm=pre.pose_norm)
                          if fns.get("pretext") and pre is not None else None),

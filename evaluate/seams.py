@@ -68,15 +68,41 @@ class StoreInfo:
         return None
 
 
+def resolve_device(device: str | None = "auto") -> str:
+    """`auto` (or None) -> `cuda` when CUDA is available, else `cpu`; any other name is kept
+    (`cuda` without CUDA is an error, as in training: `train.distributed.resolve_device`)."""
+    if device in (None, "auto", "cuda"):
+        from train.distributed import resolve_device as _resolve
+
+        return str(_resolve(device or "auto"))
+    return str(device)
+
+
+def loader_workers(num_workers: int | None = None) -> int:
+    """Loader worker processes for evaluation: `num_workers` when given, else
+    `train.distributed.default_loader_workers(None)` (the cores this process may use, at most 8)."""
+    from train.distributed import default_loader_workers
+
+    return default_loader_workers(num_workers)
+
+
+def eval_threads(threads: int | None = None) -> int:
+    """Torch threads for evaluation: `threads` when > 0, else the cores this process may use
+    (`train.distributed.cores_per_process()`)."""
+    from train.distributed import cores_per_process
+
+    return int(threads) if threads else cores_per_process()
+
+
 def eval_batches(
     store: str | Path,
     split: str,
     *,
     num_clips: int = 10,
     batch_size: int = 16,
-    device: str = "cpu",
+    device: str = "auto",
     split_index: int = 1,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     spec: Any | None = None,
     crop: int = 112,
     input_size: int | None = None,
@@ -86,7 +112,11 @@ def eval_batches(
     centre-cropped to `crop`, resized to `input_size` when given (as the trainer's `data.input_size`),
     poses expressed as `pose_norm` says (the trainer's `data.pose_norm`), and normalised: the
     trainer's own eval augmentation (`train.pretrain.make_augment`, i.e.
-    `ClipAugment(train=False)`, docs/contracts.md section 7)."""
+    `ClipAugment(train=False)`, docs/contracts.md section 7).
+
+    Every call of the factory streams the split from the store again (nothing is cached: a UCF101
+    test split at 10 clips per video would be ~90 GB); `num_workers=None` takes
+    `loader_workers()`, `device="auto"` CUDA when available."""
     try:
         from torch.utils.data import DataLoader
 
@@ -95,33 +125,22 @@ def eval_batches(
     except ImportError as e:
         raise SeamNotConnected(f"train does not provide EvalClipDataset/make_augment ({e})") from e
 
+    device = resolve_device(device)
+    workers = loader_workers(num_workers)
     ds = EvalClipDataset(store, split=split, split_index=split_index, num_clips=num_clips,
                          **({"spec": spec} if spec is not None else {}))
     augment = make_augment([], crop, train=False, input_size=input_size, pose_norm=pose_norm).to(device)
 
     def batches() -> Iterable[Mapping[str, Any]]:
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
+                            pin_memory=device.startswith("cuda"))
         for batch in loader:
-            batch = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
-            yield augment(batch)
+            batch = {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
+            out = augment(batch)
+            del batch
+            yield out
 
     return batches
-
-
-def cached(batches: Callable[[], Iterable[Mapping[str, Any]]]) -> Callable[[], Iterable[Mapping[str, Any]]]:
-    """The same factory, but the batches are read once and kept in memory (several models evaluated
-    on the same clips, e.g. the ablation rows, then pay for the store reads once)."""
-    store: list[Mapping[str, Any]] = []
-    filled = False
-
-    def factory() -> Iterable[Mapping[str, Any]]:
-        nonlocal filled
-        if not filled:
-            store.extend(batches())
-            filled = True
-        return iter(store)
-
-    return factory
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,7 +306,7 @@ class LoadedModels:
         return r
 
 
-def load_models(pretrain_run: str | Path | None, finetune_run: str | Path | None, device: str = "cpu",
+def load_models(pretrain_run: str | Path | None, finetune_run: str | Path | None, device: str = "auto",
                 checkpoint: str = "last", seed: int = 0) -> LoadedModels:
     """Rebuild the networks of the runs (folders or .pt files) and wrap them as evaluation callables.
 
@@ -298,6 +317,7 @@ def load_models(pretrain_run: str | Path | None, finetune_run: str | Path | None
     from evaluate.checkpoints import (finetune_checkpoint, load_checkpoint, load_finetuned_network,
                                       load_pretrained_network, pretrain_checkpoint)
 
+    device = resolve_device(device)
     fns: dict[str, Callable[..., Any] | None] = {"classify": None, "features": None, "pretext": None}
     res = LoadedModels(fns)
     classifier = None
@@ -333,7 +353,7 @@ def load_models(pretrain_run: str | Path | None, finetune_run: str | Path | None
 
 
 def load_model_callables(
-    pretrain_run: str | Path | None, finetune_run: str | Path | None, device: str = "cpu"
+    pretrain_run: str | Path | None, finetune_run: str | Path | None, device: str = "auto"
 ) -> dict[str, Callable[..., Any] | None]:
     """{"classify": batch -> logits (B, C) from the fine-tuned model of `finetune_run`,
         "features": batch -> pooled pretrained V-Network features (B, D) from `pretrain_run`,

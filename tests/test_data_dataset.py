@@ -248,3 +248,37 @@ def test_pose_only_recipe_reads_no_pixels(store):
     torch.testing.assert_close(s["future_pose"], ref["future_pose"])
     with pytest.raises(ValueError, match="pixels=False"):
         ClipSpec(frames=8, max_iframes=2, pixels=False)
+
+
+def test_worker_crop_draws_the_same_distribution_as_the_device_crop(store):
+    """The reader-side crop replaces ClipAugment's random crop in training, so its origins must have the
+    same law: (y0, x0) uniform over [0, H-c] x [0, W-c] (as `torch.randint(0, H-c+1)` in ClipAugment),
+    one origin shared by clip and future clip, each I-frame an independent one."""
+    from train.data import ClipAugment
+
+    c, (h, w) = 112, (128, 171)
+    ds = ClipDataset(store, split=None, spec=ClipSpec(frames=1, stride=1, future_frames=1, max_iframes=2,
+                                                      crop=c, poses=False))
+    n = 1500
+    batch = ds.__getitems__([(i % len(ds), 1000 + i) for i in range(n)]).collated
+    y, x = batch["crop_origin"][:, 0].numpy(), batch["crop_origin"][:, 1].numpy()
+    ref = ClipAugment(crop=c)._params(n, h, w, torch.Generator().manual_seed(0))
+    ry, rx = ref["y0"].numpy(), ref["x0"].numpy()
+    assert (y.min(), y.max(), x.min(), x.max()) == (0, h - c, 0, w - c) == (ry.min(), ry.max(), rx.min(), rx.max())
+    assert len(np.unique(y)) == h - c + 1 and len(np.unique(x)) == w - c + 1  # every origin occurs
+    for a, b, size in ((y, ry, h - c + 1), (x, rx, w - c + 1)):  # same mean and spread as the device draws
+        sd = np.sqrt((size ** 2 - 1) / 12) / np.sqrt(n)  # standard error of a discrete uniform's mean
+        assert abs(a.mean() - (size - 1) / 2) < 4 * sd and abs(b.mean() - (size - 1) / 2) < 4 * sd
+        assert abs(a.std() / b.std() - 1) < 0.1
+    # the I-frames' origins are drawn on their own (not the clip's)
+    io = batch["iframe_crop_origin"]
+    real = batch["iframe_mask"]
+    assert (io[real] != batch["crop_origin"][:, None].expand_as(io)[real]).any(-1).float().mean() > 0.9
+
+
+def test_a_crop_larger_than_the_frames_fails_on_the_first_read(store):
+    ds = ClipDataset(store, split=None, spec=ClipSpec(frames=2, future_frames=0, max_iframes=0, crop=200))
+    with pytest.raises(ValueError, match="larger than the store's frames 128x171"):
+        ds[(0, 1)]
+    with pytest.raises(ValueError, match="larger than the store's frames"):
+        ds.batch_layout(2)

@@ -78,3 +78,117 @@ def test_checkpoints_load_weights_only_and_hold_only_plain_data(train_store, tmp
         assert r["stage"] == "pose" and r["lr"] > 0 and 0 <= r["data_wait_frac"] <= 1
     png = tmp_path / "run" / "images" / "pose" / "step_000002_poses.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------ the input stream (ResumableBatches)
+from itertools import islice  # noqa: E402
+
+from train.data import ClipDataset, ClipSpec, ShardLocalSampler  # noqa: E402
+from train.loop import Position, ResumableBatches  # noqa: E402
+
+STREAM_SPEC = ClipSpec(frames=2, stride=2, future_frames=2, max_iframes=2, crop=8)
+
+
+@pytest.fixture(scope="module")
+def fake_store(tmp_path_factory):
+    from data_fakestore import FakeStoreSpec, FakeVideo, write_fake_store
+
+    videos = [FakeVideo(30 + 3 * i, label=i % 4) for i in range(11)]
+    spec = FakeStoreSpec(videos=videos, frame_size=(12, 16), chunk_frames=1, shard_frames=32)
+    return write_fake_store(tmp_path_factory.mktemp("stream") / "fake.zarr", spec)
+
+
+def _stream(store, loader: str, position: Position | None = None, workers: int = 2, depth: int = 2):
+    ds = ClipDataset(store, split="train", spec=STREAM_SPEC)
+    return ResumableBatches(ds, ShardLocalSampler(ds, seed=4, drop_last=True), 3, num_workers=workers,
+                            pin_memory=False, seed=4, position=position, loader=loader, depth=depth)
+
+
+def _copy(batch):
+    return {k: v.clone() for k, v in batch.items()}
+
+
+def _equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stream_reads_through_the_threaded_loader_and_equals_the_dataloader_path(fake_store):
+    threaded, processes = _stream(fake_store, "threads"), _stream(fake_store, "processes", workers=0)
+    assert threaded.loader == "threads" and processes.loader == "processes"
+    n = threaded.batches_per_epoch()  # 11 videos, batch 3 -> 3 batches per epoch
+    ref = [_copy(b) for b in islice(processes, 3 * n + 1)]  # across epoch boundaries
+    got = [_copy(b) for b in islice(threaded, 3 * n + 1)]
+    assert all(_equal(a, b) for a, b in zip(got, ref)) and len(got) == 3 * n + 1
+    assert threaded.position == Position(3, 1)
+    assert "crop_origin" in ref[0] and ref[0]["clip"].shape[2:4] == (8, 8)  # the reader-side crop
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_batches_kept_for_depth_requests_are_unchanged(fake_store, depth):
+    """Reused ring buffers: a consumer that keeps each batch while it requests the next `depth - 1` (so it
+    holds the last `depth` batches; the training loops hold one raw batch until the next request) sees
+    exactly what it was given."""
+    ref = [_copy(b) for b in islice(_stream(fake_store, "processes", workers=0), 10)]
+    held, ptrs = [], set()
+    for j, batch in enumerate(islice(_stream(fake_store, "threads", depth=depth), 10)):
+        held.append(batch)
+        ptrs.add(batch["clip"].data_ptr())
+        for i in range(max(0, j - depth + 1), j + 1):
+            assert _equal(held[i], ref[i]), (j, i)
+    assert len(ptrs) < 10  # buffers really are reused (views, not copies)
+
+
+def test_training_loop_pattern_keeps_its_raw_batch_intact(fake_store):
+    """What pretrain/finetune do: `batch = augment(to_device(next(it)))`; the augmented dict keeps views of
+    the raw batch (labels, masks, indices) until the next request. Checked against copies."""
+    from train.data import ClipAugment
+    from train.loop import to_device
+
+    aug = ClipAugment(crop=8, train=True)
+    it = iter(_stream(fake_store, "threads"))
+    ref = iter(_stream(fake_store, "processes", workers=0))
+    for _ in range(8):
+        raw = next(it)
+        want = _copy(next(ref))
+        batch = aug(to_device(raw, torch.device("cpu")))
+        for key in ("label", "video_index", "iframe_mask", "frame_indices", "crop_origin"):
+            assert torch.equal(batch[key], want[key]), key
+        assert batch["label"].data_ptr() == raw["label"].data_ptr()  # a view of the ring, hence the contract
+
+
+@pytest.mark.parametrize("loader", ["threads", "processes"])
+def test_resumed_stream_equals_the_uninterrupted_one(fake_store, loader):
+    workers = 2 if loader == "threads" else 0
+    full = [_copy(b) for b in islice(_stream(fake_store, loader, workers=workers), 8)]
+    for k in (1, 3, 4, 7):  # mid-epoch and on epoch boundaries (3 batches per epoch)
+        stream = _stream(fake_store, loader, workers=workers)
+        it = iter(stream)
+        for _ in range(k):
+            next(it)
+        pos = Position(stream.position.epoch, stream.position.batch)
+        assert pos == Position(k // 3, k % 3)
+        resumed = [_copy(b) for b in islice(_stream(fake_store, loader, position=pos, workers=workers), 8 - k)]
+        assert all(_equal(a, b) for a, b in zip(resumed, full[k:])), k
+
+
+def test_stream_closes_its_threads_when_dropped(fake_store):
+    import gc
+    import threading
+
+    it = iter(_stream(fake_store, "threads"))
+    next(it)
+    assert any(t.name.startswith("csvr-loader") for t in threading.enumerate())
+    it.close()
+    del it
+    gc.collect()
+    assert not any(t.name.startswith("csvr-loader") for t in threading.enumerate())
+
+
+def test_pretraining_data_crops_in_the_reader(train_store):
+    from train.distributed import DistInfo
+    from train.pretrain import build_data
+
+    cfg = _cfg()
+    for stage in (None, "pose", "context", "video"):
+        ds, _, _ = build_data(cfg, train_store, DistInfo(), stage=stage)
+        assert ds.spec.crop == cfg.data.crop, stage

@@ -192,7 +192,7 @@ def _eval_loader(cfg: FinetuneConfig, store, dist_info: DistInfo):
     from train.data import ClipSpec, EvalClipDataset
 
     d = cfg.data
-    spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=0, max_iframes=0)
+    spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=0, max_iframes=0, crop=d.crop)  # centre crop
     ds = EvalClipDataset(store, split="test", split_index=d.split_index, spec=spec,
                          num_clips=cfg.eval_clips_per_video, allow_incomplete=d.allow_incomplete)
     n = len(ds)
@@ -225,7 +225,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     if not resume and last_path.exists():
         raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume or pick a new --run-dir")
     d = cfg.data
-    spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=0, max_iframes=0)
+    spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=0, max_iframes=0, crop=d.crop)  # reader-side crop
     ds = ClipDataset(store, split="train", split_index=d.split_index, spec=spec, allow_incomplete=d.allow_incomplete)
     classes = ds.reader.attrs.get("classes") or []
     num_classes = max(len(classes), int(ds.reader.videos["label"].max()) + 1)
@@ -248,7 +248,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     position = Position()
     batches = ResumableBatches(ds, sampler, plan["batch_per_process"], num_workers=default_loader_workers(d.num_workers),
                                pin_memory=d.pin_memory and dist_info.device.type == "cuda",
-                               seed=cfg.run.seed, position=position)
+                               seed=cfg.run.seed, position=position, device=dist_info.device)
     steps_per_epoch = plan["steps_per_epoch"]
     total_steps = splan["steps"]
     optimizer = build_optimizer(list(net.parameters()), [], cfg.optim, plan["global_batch"])

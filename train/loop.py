@@ -111,22 +111,42 @@ class Position:
     batch: int = 0
 
 
+LOADERS = ("threads", "processes")
+
+
 class ResumableBatches:
     """Endless batches over a dataset, epoch after epoch, that can start at any (epoch, batch) position.
 
     Each epoch's keys come from `sampler.set_epoch(e); list(sampler)`, cut to whole batches of
-    `batch_size` (drop_last). One DataLoader (so worker processes live for the whole run) reads an
-    endless key stream; its generator is seeded from `seed`, so no global RNG is consumed, and samples
-    are pure functions of their keys, so a stream started mid-epoch yields exactly the batches an
-    uninterrupted one would.
+    `batch_size` (drop_last). One loader (threads or worker processes that live for the whole run)
+    reads an endless key stream, and samples are pure functions of their keys, so a stream started
+    mid-epoch yields exactly the batches an uninterrupted one would.
+
+    `loader="threads"` (default, for datasets with the batch protocol `batch_layout`/`fill_batch`):
+    `train.data.ThreadedLoader`, `max(1, num_workers)` threads filling a ring of reused buffers
+    (`safe=False`). With a CUDA `device` the ring is pinned and each batch is copied to the device at
+    hand-out (non-blocking) behind a CUDA event that the refilling thread waits on; batches are then
+    device tensors. On the CPU a batch is a view into the ring, valid until `depth` more batches have
+    been requested: the training loops hold a raw batch only until they ask for the next one, and
+    augmentation makes new tensors of the pixels and poses (see docs/loader.md).
+    `loader="processes"` (or a dataset without the batch protocol): a `DataLoader` with
+    `num_workers` worker processes and `collate_fn=collate_samples` (the batch `__getitems__`
+    assembled, not re-collated), its generator seeded from `seed` so no global RNG is consumed.
     """
 
     def __init__(self, dataset, sampler, batch_size: int, *, num_workers: int, pin_memory: bool,
-                 seed: int, position: Position | None = None):
+                 seed: int, position: Position | None = None, device: torch.device | str | None = None,
+                 loader: str = "threads", depth: int = 2):
+        if loader not in LOADERS:
+            raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
         self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.seed = seed
         self.position = position or Position()
+        self.device = torch.device(device) if device is not None else None
+        threads_ok = hasattr(dataset, "batch_layout") and hasattr(dataset, "fill_batch")
+        self.loader = loader if threads_ok else "processes"
+        self.depth = depth
 
     def batches_per_epoch(self) -> int:
         """Whole batches per epoch on this rank (the same every epoch)."""
@@ -138,25 +158,43 @@ class ResumableBatches:
                              "rank; lower batch_size")
         return n
 
+    def _loader(self, keys: _EndlessKeys):
+        if self.loader == "threads":
+            from train.data import ThreadedLoader
+
+            cuda = self.device is not None and self.device.type == "cuda"
+            return ThreadedLoader(self.dataset, self.batch_size, keys, threads=max(1, self.num_workers),
+                                  depth=self.depth, pin_memory=self.pin_memory or cuda, safe=False,
+                                  device=self.device if cuda else None)
+        from train.data import collate_samples
+
+        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=keys, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, drop_last=False, collate_fn=collate_samples,
+                          generator=torch.Generator().manual_seed(self.seed * 1000003 + 17),
+                          prefetch_factor=4 if self.num_workers else None)
+
     def __iter__(self) -> Iterator[dict]:
         n = self.batches_per_epoch()
         if self.position.batch >= n:
             self.position = Position(self.position.epoch + 1, 0)
         keys = _EndlessKeys(self.sampler, n * self.batch_size, self.position.epoch,
                             self.position.batch * self.batch_size)
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, sampler=keys, num_workers=self.num_workers,
-                            pin_memory=self.pin_memory, drop_last=False,
-                            generator=torch.Generator().manual_seed(self.seed * 1000003 + 17),
-                            prefetch_factor=4 if self.num_workers else None)
-        for batch in loader:
-            self.position.batch += 1
-            if self.position.batch == n:
-                self.position = Position(self.position.epoch + 1, 0)
-            yield batch
+        loader = self._loader(keys)
+        try:
+            for batch in loader:
+                self.position.batch += 1
+                if self.position.batch == n:
+                    self.position = Position(self.position.epoch + 1, 0)
+                yield batch
+        finally:
+            close = getattr(loader, "close", None)
+            if close is not None:  # ThreadedLoader: stop its threads when the stream is dropped
+                close()
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Move every tensor of a batch to `device` (non-blocking when pinned)."""
+    """Move every tensor of a batch to `device` (non-blocking when pinned; tensors already there, such
+    as the batches `ResumableBatches` copies to a CUDA device itself, are passed through)."""
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 

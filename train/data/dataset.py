@@ -128,9 +128,6 @@ class _StoreClips(Dataset):
                              f"(split_index={split_index})")
         self.stride = stored_stride(spec, self.reader.frame_step)
         self.labels = self.reader.videos["label"][self.videos]
-        h, w = self.reader.frame_size
-        if spec.crop is not None and (spec.crop > h or spec.crop > w):
-            raise ValueError(f"ClipSpec.crop={spec.crop} is larger than the store's frames {h}x{w}")
         v = self.reader.videos  # plain-int copies of the table: no numpy scalar work per sample
         self._table = list(zip(v["frame_start"].tolist(), v["num_frames"].tolist(), v["iframe_start"].tolist(),
                                v["num_iframes"].tolist(), v["label"].tolist()))
@@ -147,7 +144,13 @@ class _StoreClips(Dataset):
     def _layout(self, b: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         spec = self.spec
         t, tf, k = spec.frames, spec.future_frames, spec.max_iframes
-        h, w = (spec.crop, spec.crop) if spec.crop is not None else self.reader.frame_size
+        h, w = self.reader.frame_size
+        # checked on the first read, not at construction, like the device crop it replaces (so a trainer
+        # reports its config errors first; the same message either way comes before any training step)
+        if spec.crop is not None and (spec.crop > h or spec.crop > w):
+            raise ValueError(f"ClipSpec.crop={spec.crop} is larger than the store's frames {h}x{w}")
+        if spec.crop is not None:
+            h, w = spec.crop, spec.crop
         pt, ptf = (t, tf) if spec.pixels else (0, 0)
         lay: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
             "clip": ((b, pt, h, w, 3), torch.uint8),

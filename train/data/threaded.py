@@ -13,6 +13,13 @@ copy a batch (e.g. `.to(device)`, and with `non_blocking=True` let the copy fini
 optimizer step does) before asking for `depth` more. `safe=True` (the default) clones every batch on
 hand-out, so a batch may be kept for ever (at the cost of one allocation + copy per batch).
 
+Copies to a GPU (`device="cuda"`): the ring is pinned and every batch is copied to the device with
+`non_blocking=True` at hand-out; a CUDA event recorded right after that copy is the slot's *fence*,
+and the thread that refills the slot waits on it first (as FFCV's loader does), so an asynchronous
+copy never reads a buffer that is being overwritten. The consumer gets device tensors it may keep. The
+fence logic does not depend on CUDA: `transfer` (any `batch -> (batch, fence)` with `fence.synchronize()`)
+replaces the copy, which is how the CPU tests exercise it.
+
 Determinism: keys come from the sampler in order and batch j always holds the sampler's j-th
 `batch_size` keys, whichever thread filled it; with `ShardLocalSampler` keys `(index, seed)` a batch is
 a pure function of (seed, epoch), identical to the DataLoader path. Each thread reads through its own
@@ -26,7 +33,7 @@ import logging
 import pickle
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +45,29 @@ from .dataset import _ALIGN
 log = logging.getLogger(__name__)
 
 Layout = dict[str, tuple[tuple[int, ...], torch.dtype]]
+Transfer = Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], Any]]
+
+
+def device_transfer(device: torch.device | str) -> Transfer | None:
+    """The hand-out copy to `device`: None for the CPU (batches stay views of the ring, `depth` contract),
+    else a function that copies a batch with `non_blocking=True` and returns it with the fence of the
+    copy (a CUDA event recorded on the current stream right after it)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return None
+
+    cuda = device.type == "cuda"
+
+    def transfer(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
+        # asynchronous (and fenced) only on CUDA; other devices copy synchronously and need no fence
+        out = {k: t.to(device, non_blocking=cuda) for k, t in batch.items()}
+        if not cuda:
+            return out, None
+        fence = torch.cuda.Event()
+        fence.record(torch.cuda.current_stream(device))
+        return out, fence
+
+    return transfer
 
 
 def _ring_buffer(layout: Layout, pin: bool) -> dict[str, torch.Tensor]:
@@ -83,13 +113,17 @@ class ThreadedLoader:
     `depth`: how many more batches the consumer may request before a batch handed out with
     `safe=False` is overwritten (module docstring). `prefetch` (default 2 x threads) batches are read
     ahead; the ring holds `depth + prefetch` buffers. `pin_memory` pins the ring (CUDA only).
+    `device`: copy every batch there at hand-out (`non_blocking`, pinned ring, fenced slots: module
+    docstring); None or "cpu" hands out views of the ring. `transfer` overrides the copy
+    (`batch -> (batch, fence or None)`); a slot is refilled only after its last fence's `synchronize()`.
     Iterating again (next epoch) reuses the threads, the per-thread dataset copies and the buffers;
     starting a new pass stops an unfinished one. `close()` (or `with`) stops the threads.
     """
 
     def __init__(self, dataset: Any, batch_size: int, sampler: Iterable[Any] | None = None, *, threads: int = 2,
                  depth: int = 2, prefetch: int | None = None, pin_memory: bool = False, safe: bool = True,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, device: torch.device | str | None = None,
+                 transfer: Transfer | None = None) -> None:
         if not (hasattr(dataset, "batch_layout") and hasattr(dataset, "fill_batch")):
             raise TypeError(f"{type(dataset).__name__} does not implement batch_layout()/fill_batch(); "
                             "ThreadedLoader needs the store datasets' batch protocol")
@@ -101,6 +135,11 @@ class ThreadedLoader:
         self.prefetch = int(prefetch) if prefetch is not None else 2 * self.threads
         if self.prefetch < 1:
             raise ValueError("prefetch must be >= 1")
+        self.device = torch.device(device) if device is not None else None
+        self._transfer = transfer if transfer is not None else (
+            device_transfer(self.device) if self.device is not None else None)
+        if self.device is not None and self.device.type == "cuda":
+            pin_memory = True  # asynchronous copies need page-locked source buffers
         if pin_memory and not torch.cuda.is_available():
             log.warning("ThreadedLoader: pin_memory=True but CUDA is not available; buffers are not pinned")
             pin_memory = False
@@ -110,6 +149,7 @@ class ThreadedLoader:
         self._pool: ThreadPoolExecutor | None = None
         self._ring: list[tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]] | None = None
         self._epoch: _Epoch | None = None
+        self._fences: list[Any] = []  # per ring slot: the fence of its last hand-out copy (or None)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -124,6 +164,10 @@ class ThreadedLoader:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        for i, fence in enumerate(self._fences):  # copies still reading the ring finish before it may go
+            if fence is not None:
+                fence.synchronize()
+                self._fences[i] = None
 
     def __enter__(self) -> ThreadedLoader:
         return self
@@ -145,6 +189,10 @@ class ThreadedLoader:
         return ds
 
     def _job(self, slot: int, keys: list[Any]) -> int:
+        fence = self._fences[slot]
+        if fence is not None:  # the hand-out copy of this slot's previous batch must have finished
+            fence.synchronize()
+            self._fences[slot] = None
         arrays = self._ring[slot][1]  # type: ignore[index]
         n = len(keys)
         self._dataset().fill_batch(keys, arrays if n == self.batch_size else {k: a[:n] for k, a in arrays.items()})
@@ -171,6 +219,7 @@ class ThreadedLoader:
             for _ in range(self.depth + self.prefetch):
                 tensors = _ring_buffer(layout, self.pin_memory)
                 self._ring.append((tensors, {k: t.numpy() for k, t in tensors.items()}))
+            self._fences = [None] * len(self._ring)
         epoch = self._epoch = _Epoch()
         return self._run(epoch)
 
@@ -197,9 +246,12 @@ class ThreadedLoader:
                 if not epoch.pending:
                     return
                 n = epoch.pending.popleft().result()
-                tensors = ring[handed % size][0]
+                slot = handed % size
+                tensors = ring[slot][0]
                 batch = {k: (t if n == self.batch_size else t[:n]) for k, t in tensors.items()}
-                if self.safe:
+                if self._transfer is not None:  # a copy (to the device): the slot is fenced until it is done
+                    batch, self._fences[slot] = self._transfer(batch)
+                elif self.safe:
                     batch = {k: t.clone() for k, t in batch.items()}
                 handed += 1
                 yield batch

@@ -183,8 +183,10 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
     import time
 
     from evaluate.ablation import run_ablation
+    import torch
+
     from evaluate.rows import RowRunner, ablation_finetune_config, resolve_config
-    from evaluate.seams import SeamNotConnected, StoreInfo
+    from evaluate.seams import SeamNotConnected, StoreInfo, eval_threads
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
@@ -199,10 +201,6 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
                            out_dir=out_dir, pretrain_run=pretrain_run, pretrain_overrides=tuple(pretrain_overrides),
                            finetune_overrides=overrides, device=device, num_clips=num_clips,
                            num_workers=num_workers, threads=threads)
-        import torch
-
-        from evaluate.seams import eval_threads
-
         torch.set_num_threads(eval_threads(threads))
         info = StoreInfo(store)
         res = run_ablation([t.strip() for t in tables.split(",") if t.strip()], out_dir,

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from train.data.bench import bench_loader
@@ -64,6 +65,16 @@ def test_bench_loader_writes_three_rows_and_ratios(bench_store, tmp_path):
                               "bytes_per_clip": 16 * 128 * 171 * 3}
     assert "ratio_vs_pyav" in res.output and "gpus_fed_per_loader_process" in data
     assert len(data["rows"]["raw"]["clips_per_s_runs"]) == 2 and data["repeats"] == 2
+    # the training input itself, next to a raw read of the same full samples
+    for row in ("training_path", "training_path_processes", "training_path_before", "raw_full"):
+        assert rows[row]["clips_per_s"] > 0 and rows[row]["mode"] == "stream", row
+    assert rows["training_path"]["loader"] == data["training_path_loader"] == "threads"
+    assert data["training_path_full_samples_per_s"] == rows["training_path"]["clips_per_s"]
+    assert data["training_path_vs_raw_full"] == pytest.approx(
+        rows["training_path"]["clips_per_s"] / rows["raw_full"]["clips_per_s"])
+    assert len(data["training_path_vs_raw_full_per_round"]) == 2 and "training_path_full_vs_pyav_clip" in data
+    assert data["full_sample_recipe"]["crop"] == 112 and data["full_sample_recipe"]["future_frames"] == 16
+    assert "training path (full CSVR sample" in res.output
 
 
 def test_bench_pyav_row_decodes_the_right_frames(bench_store):
@@ -82,3 +93,22 @@ def test_bench_needs_video_root_when_unknown(bench_store, tmp_path):
                                             "--batches", "1", "--batch-size", "1",
                                             "--video-root", str(tmp_path / "nowhere")])
     assert res.exit_code != 0 and "source videos not found" in res.output
+
+
+def test_training_path_rows_read_the_same_samples_as_the_raw_row(bench_store, tmp_path):
+    """`raw_full` differs from `training_path` only in where the frames come from: same batches."""
+    from train.data import StoreReader
+    from train.data.bench import _training_path_rows
+
+    reader = StoreReader(bench_store)
+    videos = reader.videos.rows_in_split(None)
+    rows, recipe = _training_path_rows(str(bench_store), reader, videos, tmp_path, frames=4, stride=2, crop=112,
+                                       workers=0, batch_size=2, train_config=None)
+    make = {name: m for name, m, _ in rows}
+    a, b = next(iter(make["training_path"](0))), next(iter(make["raw_full"](0)))
+    assert a.keys() == b.keys() and "crop_origin" in a and a["clip"].shape == (2, 4, 112, 112, 3)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    before = next(iter(make["training_path_before"](0)))
+    assert before["clip"].shape == (2, 4, 128, 171, 3) and torch.equal(before["frame_indices"], a["frame_indices"])
+    assert recipe["max_iframes"] == 4 and recipe["bytes_per_sample"] > 0

@@ -152,3 +152,31 @@ def test_mmap_reads_equal_pread_and_are_off_for_incomplete_stores(tmp_path):
     mapped.read_rows_into("frames", rows, c, win)  # usable again after close (reopens and remaps)
     assert np.array_equal(c, b)
     assert not StoreReader(p, allow_incomplete=True).direct_reader("frames").use_mmap
+
+
+@pytest.mark.parametrize("use_mmap", [True, False])
+def test_uncompressed_chunks_are_cropped_straight_from_their_bytes(tmp_path, use_mmap):
+    """The pipeline's default layout (`--codec none`): 1-frame chunks with no compressor inside shards;
+    the window is copied out of the chunk's bytes. Same bytes as zarr-python, cropped or not."""
+    import zarr
+
+    from train.data.fastchunks import DirectChunkReader
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (37, 20, 24, 3), dtype=np.uint8)
+    arr = zarr.create_array(tmp_path / "u.zarr", shape=data.shape, dtype="uint8", chunks=(1, 20, 24, 3),
+                            shards=(16, 20, 24, 3), compressors=None)
+    arr[:] = data
+    r = DirectChunkReader.open(tmp_path / "u.zarr", use_mmap=use_mmap)
+    assert r is not None and r.uncompressed and r.chunk_rows == 1
+    rows = [36, 0, 5, 5, 17, 31]
+    win = (slice(3, 15), slice(7, 19))
+    out = np.empty((len(rows), 12, 12, 3), np.uint8)
+    r.read_into(rows, out, win)
+    assert np.array_equal(out, data[rows][:, 3:15, 7:19])
+    strided = np.empty((len(rows), 20, 30, 3), np.uint8)[:, :, :24]  # a non-contiguous destination, no window
+    r.read_into(rows, strided)
+    assert np.array_equal(strided, data[rows])
+    full = np.empty((len(rows), 20, 24, 3), np.uint8)
+    r.read_into(rows, full)
+    assert np.array_equal(full, data[rows])

@@ -260,6 +260,132 @@ def time_threaded(dataset: Dataset, *, threads: int, batch_size: int, batches: i
         loader.close()
 
 
+# ----------------------------------------------------------------------------- the training path rows
+DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "ucf101_r2plus1d_18.yaml"
+
+
+class _MemmapReader:
+    """A `StoreReader` whose `frames` and `iframes/images` rows come from uncompressed, page-cached .npy
+    copies (memmap slices straight into the batch buffers); everything else (video table, I-frame index,
+    poses) is the real reader's. Pickles without its maps, like the reader."""
+
+    def __init__(self, reader: StoreReader, paths: dict[str, str], maps: dict[str, np.ndarray]) -> None:
+        self._inner, self._paths = reader, paths
+        self._maps = {k: m.tolist() for k, m in maps.items()}  # plain ints: no numpy scalar per row
+        self._mm: dict[str, np.ndarray] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_mm": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def read_rows_into(self, name: str, rows: Any, out: np.ndarray, window: Any = None) -> None:
+        mm = self._mm.get(name)
+        if mm is None:
+            mm = self._mm[name] = np.load(self._paths[name], mmap_mode="r")
+        rows_map = self._maps[name]
+        for k, r in enumerate(rows):
+            src = mm[rows_map[r]]
+            out[k] = src if window is None else src[window]
+
+
+def build_raw_full_copy(reader: StoreReader, videos: np.ndarray, folder: Path) -> tuple[dict[str, str], dict]:
+    """Uncompressed, page-cached copies of the frames and I-frame images of `videos`, and per array a map
+    from store row to copy row (-1 elsewhere)."""
+    v = reader.videos
+    spans = {"frames": (v["frame_start"][videos], v["num_frames"][videos]),
+             "iframes/images": (v["iframe_start"][videos], v["num_iframes"][videos])}
+    paths, maps = {}, {}
+    for name, (starts, counts) in spans.items():
+        arr = reader.array(name)
+        total = int(np.sum(counts))
+        path = folder / (name.replace("/", "_") + ".npy")
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(max(total, 1), *arr.shape[1:]))
+        rows_map = np.full(arr.shape[0], -1, np.int64)
+        at = 0
+        for s, n in zip(starts.tolist(), counts.tolist()):
+            if n:
+                mm[at:at + n] = arr[s:s + n]
+                rows_map[s:s + n] = np.arange(at, at + n)
+            at += n
+        mm.flush()
+        del mm
+        with open(path, "rb") as f:  # warm the page cache
+            while f.read(1 << 24):
+                pass
+        paths[name], maps[name] = str(path), rows_map
+    return paths, maps
+
+
+def _restrict(ds: ClipDataset, videos: np.ndarray) -> ClipDataset:
+    keep = np.isin(ds.videos, videos)
+    ds.videos, ds.labels = ds.videos[keep], ds.labels[keep]
+    return ds
+
+
+def training_path_data(store: str, videos: np.ndarray, *, frames: int, stride: int, crop: int, workers: int,
+                       device: torch.device, config: Path | None = None, overrides: tuple[str, ...] = ()):
+    """The pretraining config, dataset and sampler exactly as `csvr pretrain` builds them
+    (`train.pretrain.build_data`, every key of the full CSVR sample, crop in the reader), over `videos`
+    (the bench's selection; pretraining takes its split's videos, which changes which samples, not how
+    they are read)."""
+    from train.config import PretrainConfig, load_config
+    from train.distributed import DistInfo
+    from train.pretrain import build_data
+
+    from .sampler import ShardLocalSampler
+
+    over = (f"data.frames={frames}", f"data.stride={stride}", f"data.crop={crop}", f"data.num_workers={workers}",
+            *overrides)
+    cfg = load_config(PretrainConfig, config or DEFAULT_TRAIN_CONFIG, over)
+    ds, _, _ = build_data(cfg, store, DistInfo(device=device), split=None, stage=None)
+    ds = _restrict(ds, videos)
+
+    def sampler_for(d: ClipDataset) -> ShardLocalSampler:  # the arguments build_data uses
+        return ShardLocalSampler(d, num_replicas=1, rank=0, shuffle=True, seed=cfg.run.seed, drop_last=True)
+
+    return cfg, ds, sampler_for
+
+
+class _BeforeBatches:
+    """The training input before it read through `ThreadedLoader`: a `DataLoader` without
+    `collate_fn` (the batch `__getitems__` assembled is re-collated per sample by default_collate) over
+    samples without the reader-side crop. For comparison only."""
+
+    def __init__(self, ds: ClipDataset, sampler: Any, batch_size: int, workers: int, seed: int, epoch: int):
+        self.ds, self.sampler, self.batch_size, self.workers, self.seed, self.epoch = \
+            ds, sampler, batch_size, workers, seed, epoch
+
+    def __iter__(self):
+        from train.loop import _EndlessKeys
+
+        self.sampler.set_epoch(self.epoch)
+        n = len(list(iter(self.sampler))) // self.batch_size
+        keys = _EndlessKeys(self.sampler, n * self.batch_size, self.epoch, 0)
+        return iter(DataLoader(self.ds, batch_size=self.batch_size, sampler=keys, num_workers=self.workers,
+                               pin_memory=torch.cuda.is_available(), drop_last=False,
+                               generator=torch.Generator().manual_seed(self.seed * 1000003 + 17),
+                               prefetch_factor=4 if self.workers else None))
+
+
+def time_stream(make: Any, *, batches: int, warmup: int, seed: int) -> dict[str, float]:
+    """Steady-state samples/s of an endless batch stream `make(seed)` (a `ResumableBatches`): the same
+    warm-up rule as the other rows (more batches than any prefetch holds)."""
+    it = iter(make(seed))
+    try:
+        return _steady_rate(it, warmup, batches)
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
 def build_raw_copy(reader: StoreReader, videos: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Copy the chosen videos' stored frames into an uncompressed .npy and page-cache it."""
     lengths = reader.videos["num_frames"][videos].astype(np.int64)
@@ -293,13 +419,92 @@ def resolve_video_paths(reader: StoreReader, videos: np.ndarray, video_root: Pat
     return paths
 
 
+def _training_path_rows(store: str, reader: StoreReader, videos: np.ndarray, tmp: Path, *, frames: int, stride: int,
+                        crop: int, workers: int, batch_size: int, train_config: Path | None):
+    """(name, make(round) -> stream, extra) for the training-path rows, and the full sample's recipe."""
+    from train.loop import Position, ResumableBatches
+
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    cfg, ds, sampler_for = training_path_data(store, videos, frames=frames, stride=stride, crop=crop,
+                                              workers=workers, device=device, config=train_config)
+    paths, maps = build_raw_full_copy(reader, ds.videos, tmp)
+    raw = _restrict(ClipDataset(reader, split=None, spec=ds.spec), ds.videos)
+    raw.reader = _MemmapReader(reader, paths, maps)
+    before = _restrict(ClipDataset(reader, split=None, spec=replace(ds.spec, crop=None)), ds.videos)
+    seed = cfg.run.seed
+
+    def stream(d: ClipDataset, loader: str | None = None):
+        sampler = sampler_for(d)
+
+        def make(rnd: int) -> ResumableBatches:  # as run_stage builds it; round r starts at epoch r
+            kw = {} if loader is None else {"loader": loader}
+            return ResumableBatches(d, sampler, batch_size, num_workers=workers, pin_memory=device.type == "cuda",
+                                    seed=seed, position=Position(rnd, 0), device=device, **kw)
+        return make
+
+    default = ResumableBatches(ds, sampler_for(ds), batch_size, num_workers=workers, pin_memory=False, seed=seed)
+    before_sampler = sampler_for(before)
+    spec = ds.spec
+    sample_bytes = int(sum(np.prod(shape) * torch.empty(0, dtype=dt).element_size()
+                           for shape, dt in ds.batch_layout(1).values()))
+    common = {"mode": "stream", "workers": workers, "videos": int(len(ds.videos)), "bytes_per_sample": sample_bytes}
+    rows = [
+        ("training_path", stream(ds), {**common, "loader": default.loader,
+                                       "note": "ResumableBatches as csvr pretrain builds it (its default loader)"}),
+        ("training_path_processes", stream(ds, "processes"),
+         {**common, "loader": "processes", "note": "the same, DataLoader worker processes + collate_samples"}),
+        ("training_path_before", lambda rnd: _BeforeBatches(before, before_sampler, batch_size, workers, seed, rnd),
+         {**common, "loader": "processes-default-collate",
+          "note": "the training input before this loader: DataLoader, default_collate, no reader-side crop"}),
+        ("raw_full", stream(raw), {**common, "loader": default.loader,
+                                   "note": "the same samples and stream; frames + I-frames from uncompressed "
+                                           "page-cached memmaps (no store reads)"}),
+    ]
+    recipe = {"frames": spec.frames, "future_frames": spec.future_frames, "stride": spec.stride,
+              "max_iframes": spec.max_iframes, "crop": spec.crop, "poses": spec.poses,
+              "config": str(train_config or DEFAULT_TRAIN_CONFIG),
+              "bytes_per_sample": sample_bytes}
+    return rows, recipe
+
+
+def _training_path_summary(rows: dict, runs: dict, recipe: dict | None, best: dict) -> dict[str, Any]:
+    """The training-path JSON keys (None when the rows were not run)."""
+    if recipe is None or "training_path" not in rows:
+        return {"training_path_full_samples_per_s": None}
+    tp, raw = rows["training_path"]["clips_per_s"], rows["raw_full"]["clips_per_s"]
+    out: dict[str, Any] = {
+        "full_sample_recipe": recipe,
+        "training_path_full_samples_per_s": tp,
+        "training_path_loader": rows["training_path"]["loader"],
+        "raw_full_samples_per_s": raw,
+        "training_path_vs_raw_full": tp / raw,
+        "training_path_vs_raw_full_per_round": [a["clips_per_s"] / b["clips_per_s"]
+                                                for a, b in zip(runs["training_path"], runs["raw_full"])],
+        "training_path_processes_full_samples_per_s": rows["training_path_processes"]["clips_per_s"],
+        "training_path_before_full_samples_per_s": rows["training_path_before"]["clips_per_s"],
+        "training_path_vs_before": tp / rows["training_path_before"]["clips_per_s"],
+        "training_path_vs_raw_full_target": 0.6,
+    }
+    for fam in ("pyav", "pyav_1i"):  # on-the-fly decoders decode the clip only (16 frames), not the full sample
+        if fam in best:
+            out[f"training_path_full_vs_{fam}_clip"] = tp / rows[best[fam]]["clips_per_s"]
+    return out
+
+
 def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: int = 8, max_videos: int = 64,
               frames: int = 16, stride: int = 4, crop: int = 112, video_root: Path | None = None,
               skip_pyav: bool = False, full_sample: bool = False, read_modes: tuple[str, ...] = ("auto",),
               gpu_clips_per_s: float = 100.0, raw_dir: Path | None = None, pyav_batches: int | None = None,
               repeats: int = 3, per_item: bool = False, pyav_single_iframe_root: Path | None = None,
-              threads: int | None = None, thread_reuse: bool = True) -> dict:
+              threads: int | None = None, thread_reuse: bool = True, training_path: bool = True,
+              train_config: Path | None = None) -> dict:
     """Run the rows and return the result dict written as JSON.
+
+    `training_path` adds the rows of the training input itself (`ResumableBatches` as `csvr pretrain`
+    builds it, the full CSVR sample of `train_config`): `training_path` (its default loader),
+    `training_path_processes` (its DataLoader alternative), `training_path_before` (the input before it
+    read through `ThreadedLoader`) and `raw_full` (the same samples through the same stream, frames and
+    I-frames read from uncompressed page-cached memmaps).
 
     `threads` (default: `workers`, at least 1; 0 = none) adds the threaded rows `store_threads`,
     `raw_threads`, `pyav_threads` (and `pyav_1i_threads`, `store_full_crop_threads`): the same datasets
@@ -371,10 +576,18 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         plan.append(("raw", RawBench(str(raw_path), starts, lengths, frames, max(1, stride // step), crop), batches, {}))
         add_threaded("raw", plan[-1][1], batches, {}, reuse=True)
         plan = [(n, d, b, {"mode": "processes", "workers": workers, **e}) for n, d, b, e in plan] + threaded
+        full_recipe = None
+        if training_path:
+            streams, full_recipe = _training_path_rows(store, reader, videos, Path(tmp), frames=frames, stride=stride,
+                                                       crop=crop, workers=workers, batch_size=batch_size,
+                                                       train_config=train_config)
+            plan += [(n, make, batches, extra) for n, make, extra in streams]
         runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in plan}
         for rnd in range(repeats):
             for name, ds, nb, extra in plan:
-                if extra["mode"] == "threads":
+                if extra["mode"] == "stream":  # ds: makes the endless stream (starting at epoch `rnd`)
+                    res = time_stream(ds, batches=nb, warmup=max(workers, 1) * 4 + 2, seed=rnd)
+                elif extra["mode"] == "threads":
                     res = time_threaded(ds, threads=threads, batch_size=batch_size, batches=nb, seed=rnd,
                                         safe=extra["safe"])
                 else:
@@ -384,7 +597,8 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
     for name, _, _, extra in plan:
         cps = [r["clips_per_s"] for r in runs[name]]
         med = float(np.median(cps))
-        rows[name] = {"clips_per_s": med, "mb_per_s": med * clip_bytes / 1e6, "clips_per_s_runs": cps,
+        rows[name] = {"clips_per_s": med, "mb_per_s": med * extra.get("bytes_per_sample", clip_bytes) / 1e6,
+                      "clips_per_s_runs": cps,
                       "clips_per_run": runs[name][0]["clips"], **extra}
         click.echo(f"{name:>22s}: {med:9.1f} clips/s  {rows[name]['mb_per_s']:8.1f} MB/s  (median of {len(cps)})")
 
@@ -450,6 +664,7 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                     "torch": torch.__version__, "cuda": torch.cuda.is_available()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    result.update(_training_path_summary(rows, runs, full_recipe, best))
     for mode, r in by_mode.items():
         parts = [f"{k} = {v:.2f}" for k, v in r.items() if k != "store_row" and v is not None]
         click.echo(f"[{mode}] " + ", ".join(parts))
@@ -460,6 +675,12 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         click.echo(f"ratio_vs_pyav_single_iframe = {result['ratio_vs_pyav_single_iframe']:.1f}x "
                    f"({best['store']} / {best['pyav_1i']})")
     click.echo(f"ratio_vs_raw  = {result['ratio_vs_raw']:.2f} ({best['store']} / {best['raw']}; target >= 0.5)")
+    if result.get("training_path_full_samples_per_s") is not None:
+        click.echo(f"training path (full CSVR sample, {rows['training_path']['loader']}): "
+                   f"{result['training_path_full_samples_per_s']:.1f} samples/s = "
+                   f"{result['training_path_vs_raw_full']:.2f} of the raw memmap read of the same sample "
+                   f"({result['raw_full_samples_per_s']:.1f}; target >= 0.6); "
+                   f"{result['training_path_vs_before']:.2f}x the input before ThreadedLoader")
     click.echo(f"one loader process feeds {result['gpus_fed_per_loader_process']:.2f} GPUs at "
                f"{gpu_clips_per_s:g} clips/s each; all {workers} workers feed {result['gpus_fed_by_all_workers']:.2f}")
     return result
@@ -497,6 +718,12 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                    "0 leaves them out.")
 @click.option("--thread-reuse/--no-thread-reuse", default=True, show_default=True,
               help="Also time the threaded store/raw rows with reused buffers (safe=False).")
+@click.option("--training-path/--no-training-path", default=True, show_default=True,
+              help="Also time the training input itself (ResumableBatches as csvr pretrain builds it, full CSVR "
+                   "sample) next to a raw memmap read of the same samples and the input before ThreadedLoader.")
+@click.option("--train-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Pretraining config of the training-path rows [configs/pretrain/ucf101_r2plus1d_18.yaml]; "
+                   "--frames/--stride/--crop/--workers override it.")
 @click.option("--gpu-clips-per-s", type=float, default=100.0, show_default=True,
               help="Training speed of one GPU, for the GPUs-fed estimate.")
 @click.option("--raw-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -505,7 +732,8 @@ def bench_loader(store: str, json_out: Path, workers: int, batches: int, pyav_ba
                  max_videos: int, frames: int, stride: int, crop: int, video_root: Path | None, skip_pyav: bool,
                  full_sample: bool, read_modes: tuple[str, ...], repeats: int, gpu_clips_per_s: float,
                  raw_dir: Path | None, pyav_single_iframe_root: Path | None, per_item: bool,
-                 sharing_strategy: str | None, threads: int | None, thread_reuse: bool) -> None:
+                 sharing_strategy: str | None, threads: int | None, thread_reuse: bool, training_path: bool,
+                 train_config: Path | None) -> None:
     """Store loader vs on-the-fly PyAV decoding vs raw memmap reads, same videos and workers."""
     torch.set_num_threads(1)
     if sharing_strategy:
@@ -514,7 +742,8 @@ def bench_loader(store: str, json_out: Path, workers: int, batches: int, pyav_ba
                        frames=frames, stride=stride, crop=crop, video_root=video_root, skip_pyav=skip_pyav,
                        full_sample=full_sample, read_modes=tuple(read_modes), gpu_clips_per_s=gpu_clips_per_s,
                        raw_dir=raw_dir, pyav_batches=pyav_batches, repeats=repeats, per_item=per_item,
-                       pyav_single_iframe_root=pyav_single_iframe_root, threads=threads, thread_reuse=thread_reuse)
+                       pyav_single_iframe_root=pyav_single_iframe_root, threads=threads, thread_reuse=thread_reuse,
+                       training_path=training_path, train_config=train_config)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
     click.echo(f"wrote {json_out}")

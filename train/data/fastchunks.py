@@ -85,6 +85,7 @@ class DirectChunkReader:
             self.decoders = _inner_decoder(codecs, self.dtype)
             self.index_ok = True
         self.decode, self.decode_into = self.decoders or (None, None)
+        self.uncompressed = self.decode_into is _copy_into  # `bytes` only: a chunk's bytes are its array
         self.chunk_rows = self.chunk_shape[0]
         self.chunks_per_shard = self.shard_rows // self.chunk_rows
         self.row_items = int(np.prod(self.shape[1:], dtype=np.int64))
@@ -263,6 +264,18 @@ class DirectChunkReader:
                     out[k] = self.fill if self.fill is not None else 0
                 else:
                     self.decode_into(raw, out[k])
+            return
+        if self.chunk_rows == 1 and self.uncompressed:
+            # uncompressed 1-row chunks: copy the window straight out of the chunk's bytes (with mmap a
+            # view of the page cache), one copy instead of decode-into-scratch + crop
+            ys, xs = window if window is not None else (slice(None), slice(None))
+            row_shape, dtype = self.chunk_shape[1:], self.dtype
+            for k, r in enumerate(rows):
+                raw = self.raw_chunk(r)
+                if raw is None:
+                    out[k] = self.fill if self.fill is not None else 0
+                else:
+                    out[k] = np.frombuffer(raw, dtype).reshape(row_shape)[ys, xs]
             return
         if self.chunk_rows == 1:
             scratch = getattr(self, "_scratch", None)

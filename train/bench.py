@@ -4,7 +4,10 @@ For every backbone and stage it runs `warmup + steps` pretraining steps of that 
 path as `csvr pretrain`: loader, on-device augmentation, forward, one-stage GAN backward, SGD) and
 reports, over the steps after the warm-up: wall seconds per step, samples/s, the fraction of step time
 spent waiting for data, and the main process's CPU seconds per step (useful on a shared CPU, where wall
-time depends on the other load).
+time depends on the other load). Next to it, the loader alone: samples/s of exactly what that stage
+reads (`build_data(stage=...)`) through the same `ResumableBatches` the stage builds, with no training
+step in between (`loader_samples_per_s`; `loader_vs_step` = how many times faster than the steps
+consume it).
 """
 
 from __future__ import annotations
@@ -24,9 +27,36 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
 DEFAULT_BACKBONES = ("r2plus1d_18", "r3d_18", "c3d", "s3d")
 
 
+def bench_stage_loader(cfg, store: str, stage: str, batches: int) -> dict:
+    """Samples/s of the stage's input alone: the dataset, sampler and `ResumableBatches` exactly as
+    `train.pretrain.run_stage` builds them (one process), timed after more batches than any prefetch
+    holds, with no training step in between."""
+    from train.data.bench import _steady_rate
+    from train.distributed import DistInfo, default_loader_workers, resolve_device
+    from train.loop import Position, ResumableBatches
+    from train.pretrain import _stage_plans, build_data
+
+    device = resolve_device(cfg.run.device)
+    dist_info = DistInfo(device=device)
+    ds, sampler, _ = build_data(cfg, store, dist_info, stage=stage)
+    batch_size = _stage_plans(cfg, store, 1)[0][stage]["batch_per_process"]
+    workers = default_loader_workers(cfg.data.num_workers)
+    batches_it = ResumableBatches(ds, sampler, batch_size, num_workers=workers,
+                                  pin_memory=cfg.data.pin_memory and device.type == "cuda",
+                                  seed=cfg.run.seed, position=Position(), device=device)
+    it = iter(batches_it)
+    try:
+        res = _steady_rate(it, max(workers, 1) * 4 + 2, batches)
+    finally:
+        it.close()
+    return {"loader_samples_per_s": res["clips_per_s"], "loader_batches_timed": batches,
+            "loader": batches_it.loader, "loader_workers": workers,
+            "sample_keys": sorted(ds.batch_layout(1)), "reader_crop": ds.spec.crop}
+
+
 def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int, warmup: int,
-                overrides: tuple[str, ...] = ()) -> dict:
-    """Time one stage for one backbone; returns a result row."""
+                overrides: tuple[str, ...] = (), loader_batches: int = 20) -> dict:
+    """Time one stage for one backbone (and, with `loader_batches` > 0, its input alone); returns a row."""
     import torch
 
     from train.config import PretrainConfig, load_config
@@ -47,6 +77,10 @@ def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int,
     wall = [marks[i][0] - marks[i - 1][0] for i in range(max(warmup, 1), len(marks))]
     cpu = [marks[i][1] - marks[i - 1][1] for i in range(max(warmup, 1), len(marks))]
     step_s = [r["step_s"] for r in timed]
+    loader = bench_stage_loader(cfg, store, stage, loader_batches) if loader_batches > 0 else {}
+    train_sps = cfg.batch_size / statistics.median(step_s)
+    if loader:
+        loader["loader_vs_step"] = loader["loader_samples_per_s"] / train_sps
     return {
         "backbone": backbone, "stage": stage, "batch_size": cfg.batch_size, "frames": cfg.data.frames,
         "crop": cfg.data.crop, "video_size": cfg.model.video_size, "steps_timed": len(timed),
@@ -57,6 +91,7 @@ def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int,
         "cpu_s_per_step_main_process": statistics.median(cpu) if cpu else None,
         "device": "cuda" if torch.cuda.is_available() and cfg.run.device != "cpu" else "cpu",
         "threads": torch.get_num_threads(),
+        **loader,
     }
 
 
@@ -71,8 +106,11 @@ def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int,
 @click.option("--steps", default=5, show_default=True, help="Timed steps per (backbone, stage).")
 @click.option("--warmup", default=2, show_default=True, help="Untimed steps first.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config overrides (e.g. batch_size=2).")
+@click.option("--loader-batches", default=20, show_default=True,
+              help="Timed batches of each stage's input alone (0 = skip the loader measurement).")
 def bench_train(store: str, json_out: str | None, config_path: str | None, backbones: tuple[str, ...],
-                stages: tuple[str, ...], steps: int, warmup: int, overrides: tuple[str, ...]) -> None:
+                stages: tuple[str, ...], steps: int, warmup: int, overrides: tuple[str, ...],
+                loader_batches: int) -> None:
     """Training step time, samples/s and data-wait fraction per backbone and stage."""
     if warmup < 1:
         raise click.BadParameter("at least one warm-up step is needed (it also anchors the timing)", param_hint="--warmup")
@@ -80,11 +118,14 @@ def bench_train(store: str, json_out: str | None, config_path: str | None, backb
     for bb in backbones or DEFAULT_BACKBONES:
         config = Path(config_path) if config_path else CONFIGS / f"ucf101_{bb}.yaml"
         for stage in stages or ("joint",):
-            row = bench_stage(config, store, bb, stage, steps, warmup, overrides)
+            row = bench_stage(config, store, bb, stage, steps, warmup, overrides, loader_batches)
             rows.append(row)
+            loader = (f"  loader alone {row['loader_samples_per_s']:.1f} samples/s ({row['loader_vs_step']:.1f}x the steps)"
+                      if "loader_samples_per_s" in row else "")
             click.echo(f"{bb:12s} {stage:8s} batch {row['batch_size']:3d} {row['frames']}x{row['crop']}x{row['crop']}: "
                        f"{row['step_s_median']:.3f} s/step  {row['samples_per_s']:.2f} samples/s  "
-                       f"data wait {row['data_wait_frac']:.1%}  cpu {row['cpu_s_per_step_main_process']:.2f} s/step")
+                       f"data wait {row['data_wait_frac']:.1%}  cpu {row['cpu_s_per_step_main_process']:.2f} s/step"
+                       + loader)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps({"store": store, "results": rows}, indent=2))

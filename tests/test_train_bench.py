@@ -27,7 +27,8 @@ def test_bench_train_writes_json_rows(train_store, tmp_path):
     # the stage's input alone, through the same ResumableBatches (pose stage: poses only, no pixels)
     assert row["loader_samples_per_s"] > 0 and row["loader_batches_timed"] == 20 and row["loader"] == "threads"
     assert row["loader_vs_step"] == row["loader_samples_per_s"] / row["samples_per_s"]
-    assert "pose" in row["sample_keys"] and row["reader_crop"] == row["crop"]
+    assert 0 < row["bytes_per_sample"] < 4 * 32 * 32 * 3 and row["reader_crop"] == row["crop"]  # no pixels read
+    assert row["augment_s_per_batch"] > 0 and 0 < row["loader_frac_of_step_est"]
     assert "loader alone" in result.output
 
 

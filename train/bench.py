@@ -33,12 +33,15 @@ def bench_stage_loader(cfg, store: str, stage: str, batches: int) -> dict:
     holds, with no training step in between."""
     from train.data.bench import _steady_rate
     from train.distributed import DistInfo, default_loader_workers, resolve_device
-    from train.loop import Position, ResumableBatches
+    import numpy as np
+    import torch
+
+    from train.loop import Position, ResumableBatches, to_device
     from train.pretrain import _stage_plans, build_data
 
     device = resolve_device(cfg.run.device)
     dist_info = DistInfo(device=device)
-    ds, sampler, _ = build_data(cfg, store, dist_info, stage=stage)
+    ds, sampler, augment = build_data(cfg, store, dist_info, stage=stage)
     batch_size = _stage_plans(cfg, store, 1)[0][stage]["batch_per_process"]
     workers = default_loader_workers(cfg.data.num_workers)
     batches_it = ResumableBatches(ds, sampler, batch_size, num_workers=workers,
@@ -47,11 +50,22 @@ def bench_stage_loader(cfg, store: str, stage: str, batches: int) -> dict:
     it = iter(batches_it)
     try:
         res = _steady_rate(it, max(workers, 1) * 4 + 2, batches)
+        aug_s = []  # what the step's data phase does after the loader: to_device + augmentation
+        for _ in range(5):
+            batch = next(it)
+            t0 = time.perf_counter()
+            augment(to_device(batch, device))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            aug_s.append(time.perf_counter() - t0)
     finally:
         it.close()
     return {"loader_samples_per_s": res["clips_per_s"], "loader_batches_timed": batches,
+            "loader_s_per_batch": batch_size / res["clips_per_s"], "augment_s_per_batch": statistics.median(aug_s),
             "loader": batches_it.loader, "loader_workers": workers,
-            "sample_keys": sorted(ds.batch_layout(1)), "reader_crop": ds.spec.crop}
+            "bytes_per_sample": int(sum(np.prod(shape) * torch.empty(0, dtype=dt).element_size()
+                                        for shape, dt in ds.batch_layout(1).values())),
+            "reader_crop": ds.spec.crop}
 
 
 def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int, warmup: int,
@@ -81,6 +95,10 @@ def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int,
     train_sps = cfg.batch_size / statistics.median(step_s)
     if loader:
         loader["loader_vs_step"] = loader["loader_samples_per_s"] / train_sps
+        # data_wait_frac is the step's data phase: next(batches) + to_device + augmentation (ClipAugment
+        # runs there, on the training device); these two split it by the measurements taken alone
+        loader["loader_frac_of_step_est"] = loader["loader_s_per_batch"] / statistics.median(step_s)
+        loader["augment_frac_of_step_est"] = loader["augment_s_per_batch"] / statistics.median(step_s)
     return {
         "backbone": backbone, "stage": stage, "batch_size": cfg.batch_size, "frames": cfg.data.frames,
         "crop": cfg.data.crop, "video_size": cfg.model.video_size, "steps_timed": len(timed),
@@ -120,8 +138,8 @@ def bench_train(store: str, json_out: str | None, config_path: str | None, backb
         for stage in stages or ("joint",):
             row = bench_stage(config, store, bb, stage, steps, warmup, overrides, loader_batches)
             rows.append(row)
-            loader = (f"  loader alone {row['loader_samples_per_s']:.1f} samples/s ({row['loader_vs_step']:.1f}x the steps)"
-                      if "loader_samples_per_s" in row else "")
+            loader = (f"  loader alone {row['loader_samples_per_s']:.1f} samples/s ({row['loader_vs_step']:.1f}x the steps; "
+                      f"augmentation {row['augment_s_per_batch']:.3f} s/batch)" if "loader_samples_per_s" in row else "")
             click.echo(f"{bb:12s} {stage:8s} batch {row['batch_size']:3d} {row['frames']}x{row['crop']}x{row['crop']}: "
                        f"{row['step_s_median']:.3f} s/step  {row['samples_per_s']:.2f} samples/s  "
                        f"data wait {row['data_wait_frac']:.1%}  cpu {row['cpu_s_per_step_main_process']:.2f} s/step"

@@ -8,7 +8,7 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 DATASET ?= synthetic
 ROOT ?= data/$(DATASET)
 OUT ?= stores/$(DATASET).zarr
-WORKERS ?= 2
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 SCHEDULER ?=
 CONFIG ?= tiny
 RUN ?= runs/$(DATASET)-$(CONFIG)
@@ -21,6 +21,7 @@ PRETRAINED ?= $(PRETRAIN_RUN)/checkpoints/final.pt
 VARIANT ?= fi
 TABLES ?= I
 NPROC ?= 1
+TRAIN_ARGS ?=
 
 .PHONY: setup test demo download manifest synth preprocess store pretrain finetune smoke gpu-check evaluate ablate bench models-summary clean
 
@@ -59,12 +60,12 @@ store: setup
 # --- training -----------------------------------------------------------------------------------------
 pretrain: store
 	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.cli pretrain \
-	  --config configs/pretrain/$(CONFIG).yaml --store $(OUT) --run-dir $(PRETRAIN_RUN) --resume
+	  --config configs/pretrain/$(CONFIG).yaml --store $(OUT) --run-dir $(PRETRAIN_RUN) --resume $(TRAIN_ARGS)
 
 finetune: store
 	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.cli finetune \
 	  --config configs/finetune/$(CONFIG).yaml --store $(OUT) --run-dir $(FINETUNE_RUN) --resume \
-	  --variant $(VARIANT) $(if $(filter scratch,$(VARIANT)),,--pretrained $(PRETRAINED))
+	  --variant $(VARIANT) $(if $(filter scratch,$(VARIANT)),,--pretrained $(PRETRAINED)) $(TRAIN_ARGS)
 
 # Every stage + a fine-tune for SMOKE_STEPS steps at the config's real shapes, NPROC processes (gloo on CPU).
 SMOKE_STEPS ?= 2

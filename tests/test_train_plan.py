@@ -64,6 +64,14 @@ def test_dry_run_prints_the_plan_for_a_world_size(train_store):
     res = CliRunner().invoke(main, ["pretrain", "--config", str(CONFIGS / "pretrain" / "tiny.yaml"),
                                     "--store", str(train_store)])
     assert res.exit_code != 0 and "--run-dir is required" in res.output
+    # planning before the store exists: UCF101 split 1's 9,537 train clips on 8 processes of 16
+    res = CliRunner().invoke(main, ["finetune", "--config", str(CONFIGS / "finetune" / "ucf101_r2plus1d_18.yaml"),
+                                    "--store", "no-store-yet.zarr", "--dry-run", "--world-size", "8",
+                                    "--train-clips", str(UCF101_TRAIN)])
+    assert res.exit_code == 0, res.output
+    fp = json.loads(res.output)
+    assert fp["train_clips"] == UCF101_TRAIN and fp["global_batch"] == 256
+    assert fp["stages"][0]["steps"] == 100 * ((UCF101_TRAIN // 8) // 32)
 
 
 from train_testdata import train_store  # noqa: E402,F401  (fixture)

@@ -30,8 +30,10 @@ def _fail(exc: Exception) -> None:
               "JSON and exit without training.")
 @click.option("--world-size", type=click.IntRange(min=1), default=None,
               help="With --dry-run: plan for this many processes (default: torchrun's WORLD_SIZE, else 1).")
+@click.option("--train-clips", type=click.IntRange(min=1), default=None,
+              help="With --dry-run: plan for a train split of this many clips (default: count the store's).")
 def pretrain(config_path: str, store: str, run_dir: str | None, resume: bool, overrides: tuple[str, ...],
-             dry_run: bool, world_size: int | None) -> None:
+             dry_run: bool, world_size: int | None, train_clips: int | None) -> None:
     """CSVR self-supervised pretraining, staged as in the paper (pose, context, video, joint)."""
     from train.checkpoint import CheckpointError
     from train.config import ConfigError, PretrainConfig, load_config
@@ -42,7 +44,7 @@ def pretrain(config_path: str, store: str, run_dir: str | None, resume: bool, ov
     try:
         cfg = load_config(PretrainConfig, config_path, overrides)
         if dry_run:
-            _print_plan("pretrain", cfg, store, world_size)
+            _print_plan("pretrain", cfg, store, world_size, train_clips)
             return
     except (ConfigError, ValueError) as exc:
         _fail(exc)
@@ -71,8 +73,11 @@ def pretrain(config_path: str, store: str, run_dir: str | None, resume: bool, ov
 @click.option("--dry-run", is_flag=True, help="Print the fine-tuning plan as JSON and exit without training.")
 @click.option("--world-size", type=click.IntRange(min=1), default=None,
               help="With --dry-run: plan for this many processes (default: torchrun's WORLD_SIZE, else 1).")
+@click.option("--train-clips", type=click.IntRange(min=1), default=None,
+              help="With --dry-run: plan for a train split of this many clips (default: count the store's).")
 def finetune(config_path: str, store: str, pretrained: str | None, variant: str | None, run_dir: str | None,
-             resume: bool, overrides: tuple[str, ...], dry_run: bool, world_size: int | None) -> None:
+             resume: bool, overrides: tuple[str, ...], dry_run: bool, world_size: int | None,
+             train_clips: int | None) -> None:
     """Fine-tune for action recognition; clip-level top-1 on the test split every epoch."""
     from train.checkpoint import CheckpointError
     from train.config import ConfigError, FinetuneConfig, load_config
@@ -84,7 +89,7 @@ def finetune(config_path: str, store: str, pretrained: str | None, variant: str 
     try:
         cfg = load_config(FinetuneConfig, config_path, overrides)
         if dry_run:
-            _print_plan("finetune", cfg, store, world_size)
+            _print_plan("finetune", cfg, store, world_size, train_clips)
             return
     except (ConfigError, ValueError) as exc:
         _fail(exc)
@@ -100,8 +105,9 @@ def finetune(config_path: str, store: str, pretrained: str | None, variant: str 
                f"-> {run_dir}")
 
 
-def _print_plan(command: str, cfg, store: str, world_size: int | None) -> None:
-    """The plan for `world_size` processes (default: this launch's), as JSON on stdout."""
+def _print_plan(command: str, cfg, store: str, world_size: int | None, train_clips: int | None) -> None:
+    """The plan for `world_size` processes (default: this launch's) over the store's train split (or
+    `train_clips` clips, to plan before the store exists), as JSON on stdout."""
     import json
     import os
 
@@ -110,7 +116,7 @@ def _print_plan(command: str, cfg, store: str, world_size: int | None) -> None:
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    size = train_split_size(store, cfg.data.split_index, cfg.data.allow_incomplete)
+    size = train_clips or train_split_size(store, cfg.data.split_index, cfg.data.allow_incomplete)
     plan = (pretrain_plan if command == "pretrain" else finetune_plan)(cfg, size, world)
     click.echo(json.dumps(plan, indent=2))
 

@@ -23,7 +23,7 @@ TABLES ?= I
 NPROC ?= 1
 TRAIN_ARGS ?=
 
-.PHONY: setup test demo download manifest synth preprocess store pretrain finetune smoke gpu-check evaluate ablate bench models-summary clean
+.PHONY: setup test demo download manifest synth preprocess store pretrain finetune smoke gpu-check demo-seeds evaluate ablate bench models-summary clean
 
 setup: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -104,7 +104,22 @@ demo: setup
 	$(MAKE) --no-print-directory finetune DATASET=synthetic CONFIG=tiny && \
 	$(MAKE) --no-print-directory evaluate DATASET=synthetic CONFIG=tiny && \
 	$(MAKE) --no-print-directory ablate DATASET=synthetic CONFIG=tiny && \
-	echo "demo done in $$(( $$(date +%s) - start )) s: report runs/synthetic-tiny/eval/report.md, ablation runs/synthetic-tiny/ablation/ablation.md"
+	echo "demo done in $$(( $$(date +%s) - start )) s: report $(EVAL_DIR)/report.md, ablation $(ABLATION_DIR)/ablation.md"
+
+# The demo once per seed (pretraining, fine-tuning and every ablation row seeded), then mean and range per row.
+SEEDS ?= 0 1 2
+SEED_DIR ?= runs/seeds
+demo-seeds: setup
+	@start=$$(date +%s); \
+	for s in $(SEEDS); do \
+	  d=$(SEED_DIR)/seed$$s; \
+	  $(MAKE) --no-print-directory demo PRETRAIN_RUN=$$d/pretrain FINETUNE_RUN=$$d/finetune EVAL_DIR=$$d/eval \
+	    ABLATION_DIR=$$d/ablation TRAIN_ARGS="--set run.seed=$$s" \
+	    ABLATE_ARGS="--set-pretrain run.seed=$$s --set-finetune run.seed=$$s" || exit 1; \
+	done; \
+	$(BIN)/csvr ablate seeds $(foreach s,$(SEEDS),$(SEED_DIR)/seed$(s)/ablation/results.json) \
+	  --out $(SEED_DIR)/seeds.md --json $(SEED_DIR)/seeds.json && \
+	echo "demo-seeds done in $$(( $$(date +%s) - start )) s: $(SEED_DIR)/seeds.md"
 
 # --- benchmarks (print numbers, write JSON under bench/) ------------------------------------------------
 bench: store

@@ -147,6 +147,30 @@ def ablate_table(results: Path, out: Path | None) -> None:
         out.write_text(text, encoding="utf-8")
 
 
+@ablate.command("seeds")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write Markdown here too.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the per-row mean/min/max here.")
+def ablate_seeds(results: tuple[Path, ...], out: Path | None, json_out: Path | None) -> None:
+    """Mean and range over seeds of several ablation runs' results.json (one per seed)."""
+    import json
+
+    from evaluate.seeds import load_seed_results, seeds_markdown, summarize
+
+    try:
+        summary = summarize(load_seed_results(list(results)))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    text = seeds_markdown(summary, [p.parent.parent.name if p.parent.name == "ablation" else p.parent.name
+                                    for p in results])
+    click.echo(text)
+    for path, body in ((out, text), (json_out, json.dumps(summary, indent=2))):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body, encoding="utf-8")
+
+
 @ablate.command("run")
 @click.option("--store", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--config", required=True,

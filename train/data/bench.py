@@ -21,6 +21,13 @@ The headline ratios take the best store row over the best row of each baseline, 
 Optionally `store_full` (the complete CSVR sample: clip + future clip + poses + I-frames, uncropped),
 `store_full_crop` (the same cropped in the worker) and `store_per_item` (the store row without batched assembly).
 
+Training-path rows (default on): `training_path` is the training input itself (`ResumableBatches` as
+`csvr pretrain` builds it, full CSVR sample, crop drawn in the reader), next to `raw_full` (the same
+samples through the same stream with frames and I-frames from uncompressed page-cached memmaps),
+`training_path_processes` (its DataLoader alternative) and `training_path_before` (the input before it
+read through `ThreadedLoader`); JSON `training_path_full_samples_per_s`, `raw_full_samples_per_s`,
+`training_path_vs_raw_full`.
+
 Video decoding here exists only as the benchmark's baseline (and to build a bench store from videos
 when no preprocessed store exists); the training input itself never decodes video.
 """

@@ -44,7 +44,6 @@ class DataConfig:
     split_index: int = 1
     num_workers: int | None = None        # loader workers per process; None = from the cores available to it
     pin_memory: bool = True
-    persistent_workers: bool = True       # evaluation loader (training streams use one loader per stage)
     augment: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
     allow_incomplete: bool = False
 

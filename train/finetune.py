@@ -199,11 +199,12 @@ def _eval_loader(cfg: FinetuneConfig, store, dist_info: DistInfo):
     if cfg.max_eval_videos:
         n = min(n, cfg.max_eval_videos * cfg.eval_clips_per_video)
     idx = list(range(dist_info.rank, n, dist_info.world_size))
-    sub = torch.utils.data.Subset(ds, idx)
-    workers = default_loader_workers(cfg.data.num_workers)
-    return torch.utils.data.DataLoader(sub, batch_size=cfg.batch_size, shuffle=False, num_workers=workers,
-                                       persistent_workers=cfg.data.persistent_workers and workers > 0,
-                                       pin_memory=cfg.data.pin_memory and dist_info.device.type == "cuda")
+    # threads, not forked workers: the training loader's threads are alive in this process, and a fork
+    # taken while one of them holds a lock (allocator, decompressor) can deadlock the child
+    from train.data.threaded import ThreadedLoader
+
+    return ThreadedLoader(ds, cfg.batch_size, idx, threads=max(1, default_loader_workers(cfg.data.num_workers)),
+                          device=dist_info.device, safe=True)
 
 
 def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pretrained: str | Path | None = None,

@@ -75,6 +75,26 @@ def test_bench_loader_writes_three_rows_and_ratios(bench_store, tmp_path):
     assert len(data["training_path_vs_raw_full_per_round"]) == 2 and "training_path_full_vs_pyav_clip" in data
     assert data["full_sample_recipe"]["crop"] == 112 and data["full_sample_recipe"]["future_frames"] == 16
     assert "training path (full CSVR sample" in res.output
+    # the physical limit: a bare numpy copy of the training batch's bytes per sample, same threads and rounds
+    bare = rows["bare_copy_full"]
+    assert bare["clips_per_s"] > 0 and bare["mode"] == "bare" and len(bare["clips_per_s_runs"]) == 2
+    assert bare["threads"] == 1  # = ResumableBatches' threads for --workers 0
+    from train.data import StoreReader
+    from train.data.bench import layout_bytes_per_sample, training_path_data
+
+    reader = StoreReader(bench_store)
+    _, ds, _ = training_path_data(str(bench_store), reader.videos.rows_in_split(None), frames=16, stride=4, crop=112,
+                                  workers=0, device=torch.device("cpu"))
+    layout_bytes = sum(int(np.prod(shape)) * torch.empty(0, dtype=dt).element_size()
+                       for shape, dt in ds.batch_layout(2).values()) // 2
+    assert bare["bytes_per_sample"] == layout_bytes == data["bare_copy_full_bytes_per_sample"]
+    assert layout_bytes == layout_bytes_per_sample(ds, 2) == data["full_sample_recipe"]["bytes_per_sample"]
+    assert data["bare_copy_full_samples_per_s"] == bare["clips_per_s"]
+    assert data["training_path_vs_bare_copy"] == pytest.approx(
+        data["training_path_full_samples_per_s"] / data["bare_copy_full_samples_per_s"], rel=1e-9)
+    assert data["training_path_vs_bare_copy_per_round"] == pytest.approx(
+        [a / b for a, b in zip(rows["training_path"]["clips_per_s_runs"], bare["clips_per_s_runs"])])
+    assert "of the bare copy limit" in res.output and "zero-cost" in rows["raw_full"]["note"]
 
 
 def test_bench_pyav_row_decodes_the_right_frames(bench_store):
@@ -112,3 +132,27 @@ def test_training_path_rows_read_the_same_samples_as_the_raw_row(bench_store, tm
     before = next(iter(make["training_path_before"](0)))
     assert before["clip"].shape == (2, 4, 128, 171, 3) and torch.equal(before["frame_indices"], a["frame_indices"])
     assert recipe["max_iframes"] == 4 and recipe["bytes_per_sample"] > 0
+    # the bare copy row copies exactly the bytes the training batches hold per sample
+    assert sum(t.numel() * t.element_size() for t in a.values()) == 2 * recipe["bytes_per_sample"]
+    bare = make["bare_copy_full"]
+    assert bare.sample_bytes == recipe["bytes_per_sample"] and bare.threads == 1
+    from train.data.bench import time_bare_copy
+
+    res = time_bare_copy(bare, batch_size=2, batches=3, warmup=1, seed=0)
+    assert res["clips"] == 6 and res["clips_per_s"] > 0
+
+
+def test_bare_copy_copies_contiguous_chunks_at_seeded_offsets(tmp_path):
+    from train.data.bench import BareCopy, _copy_sample, time_bare_copy
+
+    src = np.arange(10_000, dtype=np.uint8).reshape(100, 100)
+    np.save(tmp_path / "f.npy", src)
+    bare = BareCopy(str(tmp_path / "f.npy"), 300, threads=2)
+    out = np.empty(300, np.uint8)
+    _copy_sample(bare.flat(), 128, out)
+    assert np.array_equal(out, src.reshape(-1)[128:428])
+    _copy_sample(bare.flat(), 9_900, out)  # wraps past the end
+    assert np.array_equal(out, np.concatenate([src.reshape(-1)[9_900:], src.reshape(-1)[:200]]))
+    big = BareCopy(str(tmp_path / "f.npy"), 20_000, threads=2)  # larger than the whole copy
+    res = time_bare_copy(big, batch_size=3, batches=4, warmup=2, seed=1)
+    assert res["clips"] == 12 and res["clips_per_s"] > 0

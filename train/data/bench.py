@@ -22,11 +22,14 @@ Optionally `store_full` (the complete CSVR sample: clip + future clip + poses + 
 `store_full_crop` (the same cropped in the worker) and `store_per_item` (the store row without batched assembly).
 
 Training-path rows (default on): `training_path` is the training input itself (`ResumableBatches` as
-`csvr pretrain` builds it, full CSVR sample, crop drawn in the reader), next to `raw_full` (the same
-samples through the same stream with frames and I-frames from uncompressed page-cached memmaps),
+`csvr pretrain` builds it, full CSVR sample, crop drawn in the reader), next to `bare_copy_full` (the
+physical limit: as many bytes per sample as the training batch holds, copied by numpy in one contiguous
+chunk per sample from a random offset of the page-cached uncompressed frame copy into reused buffers, by
+as many threads), `raw_full` (the same sampling code with zero-cost reads: the same samples through the
+same stream with frames and I-frames from uncompressed page-cached memmaps; not a limit),
 `training_path_processes` (its DataLoader alternative) and `training_path_before` (the input before it
-read through `ThreadedLoader`); JSON `training_path_full_samples_per_s`, `raw_full_samples_per_s`,
-`training_path_vs_raw_full`.
+read through `ThreadedLoader`); JSON `training_path_full_samples_per_s`, `bare_copy_full_samples_per_s`,
+`training_path_vs_bare_copy` (the headline ratio), `raw_full_samples_per_s`, `training_path_vs_raw_full`.
 
 Video decoding here exists only as the benchmark's baseline (and to build a bench store from videos
 when no preprocessed store exists); the training input itself never decodes video.
@@ -393,6 +396,65 @@ def time_stream(make: Any, *, batches: int, warmup: int, seed: int) -> dict[str,
             close()
 
 
+class BareCopy:
+    """The `bare_copy_full` row: the memory-bandwidth limit of a full sample. Per sample, `sample_bytes`
+    (what the training batch holds per sample) copied by numpy in one contiguous chunk from a random
+    (seeded, 64-byte aligned) offset of an uncompressed, page-cached .npy of the stored frames into a
+    reused output buffer; `threads` threads, each filling whole batches. No sampling code at all."""
+
+    def __init__(self, path: str, sample_bytes: int, threads: int) -> None:
+        self.path, self.sample_bytes, self.threads = path, int(sample_bytes), max(1, int(threads))
+        self._flat: np.ndarray | None = None
+
+    def flat(self) -> np.ndarray:
+        """The copy as flat bytes, every page mapped once (no page faults in the timed copies)."""
+        if self._flat is None:
+            flat = np.load(self.path, mmap_mode="r").reshape(-1)
+            int(flat[::4096].sum())  # touch every page of the mapping
+            self._flat = flat
+        return self._flat
+
+
+def _copy_sample(flat: np.ndarray, off: int, out: np.ndarray) -> None:
+    n, total = out.size, flat.size
+    if off + n <= total:
+        np.copyto(out, flat[off:off + n])  # numpy releases the GIL for the copy
+        return
+    at = 0  # a copy smaller than one sample (tiny stores): wrap around
+    while at < n:
+        k = min(n - at, total - off)
+        np.copyto(out[at:at + k], flat[off:off + k])
+        at, off = at + k, 0
+
+
+def time_bare_copy(bare: BareCopy, *, batch_size: int, batches: int, warmup: int, seed: int) -> dict[str, float]:
+    """Samples/s of `bare.threads` threads copying `bare.sample_bytes` per sample into reused per-thread
+    batch buffers; `warmup` untimed batches first (same rule as the stream rows), then `batches` timed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    flat, sb, nt = bare.flat(), bare.sample_bytes, bare.threads
+    outs = [np.zeros((batch_size, sb), np.uint8) for _ in range(nt)]  # reused, touched before timing
+    rng = np.random.default_rng(seed)
+    hi = max(flat.size - sb, 0)
+    offs = (rng.integers(0, hi + 1, size=(warmup + batches) * batch_size) // 64 * 64).tolist()
+
+    def fill(first: int, count: int):
+        def work(t: int) -> None:
+            out = outs[t]
+            for j in range(first + t, first + count, nt):  # batch j -> thread j % threads
+                for b in range(batch_size):
+                    _copy_sample(flat, offs[j * batch_size + b], out[b])
+        return work
+
+    with ThreadPoolExecutor(nt) as pool:
+        list(pool.map(fill(0, warmup), range(nt)))
+        t0 = time.perf_counter()
+        list(pool.map(fill(warmup, batches), range(nt)))
+        dt = time.perf_counter() - t0
+    count = batches * batch_size
+    return {"clips": count, "seconds": dt, "clips_per_s": count / dt}
+
+
 def build_raw_copy(reader: StoreReader, videos: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Copy the chosen videos' stored frames into an uncompressed .npy and page-cache it."""
     lengths = reader.videos["num_frames"][videos].astype(np.int64)
@@ -427,8 +489,11 @@ def resolve_video_paths(reader: StoreReader, videos: np.ndarray, video_root: Pat
 
 
 def _training_path_rows(store: str, reader: StoreReader, videos: np.ndarray, tmp: Path, *, frames: int, stride: int,
-                        crop: int, workers: int, batch_size: int, train_config: Path | None):
-    """(name, make(round) -> stream, extra) for the training-path rows, and the full sample's recipe."""
+                        crop: int, workers: int, batch_size: int, train_config: Path | None,
+                        raw_path: Path | None = None):
+    """(name, make(round) -> stream, extra) for the training-path rows, and the full sample's recipe.
+    `bare_copy_full` has mode "bare" and a `BareCopy` in place of `make`; it copies from `raw_path` (the
+    bench's uncompressed frame copy; built from the rows' videos when None)."""
     from train.loop import Position, ResumableBatches
 
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -452,9 +517,12 @@ def _training_path_rows(store: str, reader: StoreReader, videos: np.ndarray, tmp
     default = ResumableBatches(ds, sampler_for(ds), batch_size, num_workers=workers, pin_memory=False, seed=seed)
     before_sampler = sampler_for(before)
     spec = ds.spec
-    sample_bytes = int(sum(np.prod(shape) * torch.empty(0, dtype=dt).element_size()
-                           for shape, dt in ds.batch_layout(1).values()))
+    sample_bytes = layout_bytes_per_sample(ds, batch_size)
     common = {"mode": "stream", "workers": workers, "videos": int(len(ds.videos)), "bytes_per_sample": sample_bytes}
+    if raw_path is None:
+        raw_path = tmp / "bare_frames.npy"
+        build_raw_copy(reader, ds.videos, raw_path)
+    threads = max(1, workers)  # ResumableBatches' thread count
     rows = [
         ("training_path", stream(ds), {**common, "loader": default.loader,
                                        "note": "ResumableBatches as csvr pretrain builds it (its default loader)"}),
@@ -463,9 +531,14 @@ def _training_path_rows(store: str, reader: StoreReader, videos: np.ndarray, tmp
         ("training_path_before", lambda rnd: _BeforeBatches(before, before_sampler, batch_size, workers, seed, rnd),
          {**common, "loader": "processes-default-collate",
           "note": "the training input before this loader: DataLoader, default_collate, no reader-side crop"}),
+        ("bare_copy_full", BareCopy(str(raw_path), sample_bytes, threads),
+         {**common, "mode": "bare", "threads": threads,
+          "note": "the memory-bandwidth limit: bytes_per_sample copied by numpy per sample, one contiguous chunk "
+                  "from a random offset of the page-cached uncompressed frame copy, reused buffers, same threads"}),
         ("raw_full", stream(raw), {**common, "loader": default.loader,
-                                   "note": "the same samples and stream; frames + I-frames from uncompressed "
-                                           "page-cached memmaps (no store reads)"}),
+                                   "note": "the same sampling code with zero-cost reads: the same samples and "
+                                           "stream, frames + I-frames from uncompressed page-cached memmaps "
+                                           "(no store reads); not a limit"}),
     ]
     recipe = {"frames": spec.frames, "future_frames": spec.future_frames, "stride": spec.stride,
               "max_iframes": spec.max_iframes, "crop": spec.crop, "poses": spec.poses,
@@ -474,15 +547,30 @@ def _training_path_rows(store: str, reader: StoreReader, videos: np.ndarray, tmp
     return rows, recipe
 
 
+def layout_bytes_per_sample(ds: Any, batch_size: int) -> int:
+    """Bytes per sample of the batches `ds` delivers: the nbytes of its `batch_layout` tensors / batch size."""
+    total = sum(int(np.prod(shape)) * torch.empty(0, dtype=dt).element_size()
+                for shape, dt in ds.batch_layout(batch_size).values())
+    return total // batch_size
+
+
 def _training_path_summary(rows: dict, runs: dict, recipe: dict | None, best: dict) -> dict[str, Any]:
     """The training-path JSON keys (None when the rows were not run)."""
     if recipe is None or "training_path" not in rows:
         return {"training_path_full_samples_per_s": None}
     tp, raw = rows["training_path"]["clips_per_s"], rows["raw_full"]["clips_per_s"]
+    bare = rows["bare_copy_full"]["clips_per_s"]
     out: dict[str, Any] = {
         "full_sample_recipe": recipe,
         "training_path_full_samples_per_s": tp,
         "training_path_loader": rows["training_path"]["loader"],
+        # the headline ratio: to the physical limit (a bare memory copy of the same bytes per sample)
+        "bare_copy_full_samples_per_s": bare,
+        "bare_copy_full_bytes_per_sample": rows["bare_copy_full"]["bytes_per_sample"],
+        "bare_copy_full_gb_per_s": rows["bare_copy_full"]["mb_per_s"] / 1e3,
+        "training_path_vs_bare_copy": tp / bare,
+        "training_path_vs_bare_copy_per_round": [a["clips_per_s"] / b["clips_per_s"]
+                                                 for a, b in zip(runs["training_path"], runs["bare_copy_full"])],
         "raw_full_samples_per_s": raw,
         "training_path_vs_raw_full": tp / raw,
         "training_path_vs_raw_full_per_round": [a["clips_per_s"] / b["clips_per_s"]
@@ -510,8 +598,10 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
     `training_path` adds the rows of the training input itself (`ResumableBatches` as `csvr pretrain`
     builds it, the full CSVR sample of `train_config`): `training_path` (its default loader),
     `training_path_processes` (its DataLoader alternative), `training_path_before` (the input before it
-    read through `ThreadedLoader`) and `raw_full` (the same samples through the same stream, frames and
-    I-frames read from uncompressed page-cached memmaps).
+    read through `ThreadedLoader`), `bare_copy_full` (the memory-bandwidth limit: the training batch's
+    bytes per sample copied by numpy from random offsets of the page-cached raw frame copy, same threads)
+    and `raw_full` (the same sampling code with zero-cost reads: the same samples through the same stream,
+    frames and I-frames read from uncompressed page-cached memmaps; not a limit).
 
     `threads` (default: `workers`, at least 1; 0 = none) adds the threaded rows `store_threads`,
     `raw_threads`, `pyav_threads` (and `pyav_1i_threads`, `store_full_crop_threads`): the same datasets
@@ -587,13 +677,16 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         if training_path:
             streams, full_recipe = _training_path_rows(store, reader, videos, Path(tmp), frames=frames, stride=stride,
                                                        crop=crop, workers=workers, batch_size=batch_size,
-                                                       train_config=train_config)
+                                                       train_config=train_config, raw_path=raw_path)
             plan += [(n, make, batches, extra) for n, make, extra in streams]
         runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in plan}
         for rnd in range(repeats):
             for name, ds, nb, extra in plan:
                 if extra["mode"] == "stream":  # ds: makes the endless stream (starting at epoch `rnd`)
                     res = time_stream(ds, batches=nb, warmup=max(workers, 1) * 4 + 2, seed=rnd)
+                elif extra["mode"] == "bare":  # ds: a BareCopy (same batches and warm-up as the streams)
+                    res = time_bare_copy(ds, batch_size=batch_size, batches=nb, warmup=max(workers, 1) * 4 + 2,
+                                         seed=rnd)
                 elif extra["mode"] == "threads":
                     res = time_threaded(ds, threads=threads, batch_size=batch_size, batches=nb, seed=rnd,
                                         safe=extra["safe"])
@@ -685,8 +778,11 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
     if result.get("training_path_full_samples_per_s") is not None:
         click.echo(f"training path (full CSVR sample, {rows['training_path']['loader']}): "
                    f"{result['training_path_full_samples_per_s']:.1f} samples/s = "
-                   f"{result['training_path_vs_raw_full']:.2f} of the raw memmap read of the same sample "
-                   f"({result['raw_full_samples_per_s']:.1f}; target >= 0.6); "
+                   f"{result['training_path_vs_bare_copy']:.3f} of the bare copy limit "
+                   f"({result['bare_copy_full_samples_per_s']:.1f} samples/s, "
+                   f"{result['bare_copy_full_gb_per_s']:.2f} GB/s at {result['bare_copy_full_bytes_per_sample']} "
+                   f"B/sample); {result['training_path_vs_raw_full']:.2f} of the same sampling code with zero-cost "
+                   f"reads (raw_full {result['raw_full_samples_per_s']:.1f}; target >= 0.6); "
                    f"{result['training_path_vs_before']:.2f}x the input before ThreadedLoader")
     click.echo(f"one loader process feeds {result['gpus_fed_per_loader_process']:.2f} GPUs at "
                f"{gpu_clips_per_s:g} clips/s each; all {workers} workers feed {result['gpus_fed_by_all_workers']:.2f}")
@@ -727,7 +823,8 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
               help="Also time the threaded store/raw rows with reused buffers (safe=False).")
 @click.option("--training-path/--no-training-path", default=True, show_default=True,
               help="Also time the training input itself (ResumableBatches as csvr pretrain builds it, full CSVR "
-                   "sample) next to a raw memmap read of the same samples and the input before ThreadedLoader.")
+                   "sample) next to a bare memory copy of the same bytes per sample (the limit), the same "
+                   "sampling code with zero-cost reads and the input before ThreadedLoader.")
 @click.option("--train-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pretraining config of the training-path rows [configs/pretrain/ucf101_r2plus1d_18.yaml]; "
                    "--frames/--stride/--crop/--workers override it.")

@@ -444,3 +444,64 @@ def ssim(generated: Any, real: Any, data_range: float = 1.0, window: int = 11) -
     cov = _filter2d(g * r, w) - mu_g * mu_r
     ssim_map = ((2 * mu_g * mu_r + c1) * (2 * cov + c2)) / ((mu_g**2 + mu_r**2 + c1) * (var_g + var_r + c2))
     return float(ssim_map.mean())
+
+
+def psnr_frames(generated: Any, real: Any, data_range: float = 1.0) -> np.ndarray:
+    """(F,) PSNR in dB of each frame (..., H, W, 3), capped at 100 dB (`psnr` is their mean)."""
+    g, r = _video_pair(generated, real)
+    mse = ((g - r) ** 2).reshape(-1, int(np.prod(g.shape[-3:]))).mean(axis=1)
+    vals = np.where(mse > 0, 10.0 * np.log10(data_range**2 / np.maximum(mse, 1e-30)), 100.0)
+    return np.minimum(vals, 100.0)
+
+
+def ssim_frames(generated: Any, real: Any, data_range: float = 1.0, window: int = 11) -> np.ndarray:
+    """(F,) mean SSIM of each frame (..., H, W, 3) (`ssim` is their mean: equal-size frames)."""
+    g, r = _video_pair(generated, real)
+    if min(g.shape[-3], g.shape[-2]) < window:
+        raise ValueError(f"frames {g.shape[-3:-1]} smaller than the SSIM window {window}")
+    g = g.reshape((-1,) + g.shape[-3:])
+    r = r.reshape((-1,) + r.shape[-3:])
+    w = _gaussian_window(window)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_g, mu_r = _filter2d(g, w), _filter2d(r, w)
+    var_g = _filter2d(g * g, w) - mu_g**2
+    var_r = _filter2d(r * r, w) - mu_r**2
+    cov = _filter2d(g * r, w) - mu_g * mu_r
+    ssim_map = ((2 * mu_g * mu_r + c1) * (2 * cov + c2)) / ((mu_g**2 + mu_r**2 + c1) * (var_g + var_r + c2))
+    return ssim_map.reshape(len(g), -1).mean(axis=1)
+
+
+class FrameQualityAccumulator:
+    """Streaming PSNR / SSIM: per batch of (generated, real) frames (..., H, W, 3), the float64 sums of
+    the per-frame PSNR and SSIM. `psnr()` / `ssim()` equal `psnr` / `ssim` on the concatenated frames
+    (up to float summation order, ~1e-12), without keeping any frame."""
+
+    def __init__(self, data_range: float = 1.0, window: int = 11) -> None:
+        self.data_range = float(data_range)
+        self.window = int(window)
+        self.psnr_sum = 0.0
+        self.ssim_sum = 0.0
+        self.num_frames = 0
+        self._shape: tuple[int, ...] | None = None
+
+    def add(self, generated: Any, real: Any) -> None:
+        g, r = _video_pair(generated, real)
+        if self._shape is None:
+            self._shape = tuple(g.shape[-3:])
+        elif tuple(g.shape[-3:]) != self._shape:
+            raise ValueError(f"frames of shape {g.shape[-3:]} after frames of shape {self._shape}")
+        p = psnr_frames(g, r, self.data_range)
+        s = ssim_frames(g, r, self.data_range, self.window)
+        self.psnr_sum += float(p.sum())
+        self.ssim_sum += float(s.sum())
+        self.num_frames += int(len(p))
+
+    def psnr(self) -> float:
+        if not self.num_frames:
+            raise ValueError("empty input: no frames were added")
+        return self.psnr_sum / self.num_frames
+
+    def ssim(self) -> float:
+        if not self.num_frames:
+            raise ValueError("empty input: no frames were added")
+        return self.ssim_sum / self.num_frames

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from evaluate import metrics as M
+from evaluate import video_baselines as VB
 from evaluate.features import FeatureSet, extract_video_features, feature_set, write_features
 from evaluate.report import build_report, write_metrics
 
@@ -44,6 +45,10 @@ class EvalComponents:
     # batches for `pretext` when it needs another clip recipe than the test pass (future clip, I-frames)
     # or a batch of distinct videos (context matching is within a batch); None = the first test batches
     pretext_batches: Batches | None = None
+    # train-split batches with the generators' clip recipe (the pretraining run's crop / input size), for
+    # the video baselines' mean frame and autoencoder; None = the retrieval gallery pass (`train_batches`)
+    # is tapped, which has the recognition recipe (the same frames when crop and input size agree)
+    baseline_batches: Batches | None = None
 
 
 PRETEXT_KEYS: dict[str, str] = {
@@ -59,6 +64,8 @@ PRETEXT_KEYS: dict[str, str] = {
     "reconstructed": "(B, T, H, W, 3) float [0,1], reconstruction",
     "future_real": "(B, T', H, W, 3) float [0,1], optional",
     "future_generated": "(B, T', H, W, 3) float [0,1], optional",
+    "observed": "(B, T, H, W, 3) float [0,1], optional, the current clip at the generator's size when `real` is "
+                "absent (added by the pipeline from the batch's `clip`: the last-observed-frame baseline)",
     "generated_logits": "(B, C) optional, classifier logits of generated clips (Inception Score)",
     "real_logits": "(B, C) optional, classifier logits of the matching real clips (IS ceiling)",
 }
@@ -146,18 +153,22 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def pretext_metrics(outputs: Sequence[Mapping[str, Any]], is_splits: int = 1) -> dict[str, Any]:
+def pretext_metrics(outputs: Sequence[Mapping[str, Any]], is_splits: int = 1,
+                    baselines: VB.VideoBaselines | None = None) -> dict[str, Any]:
     """Table II measures from per-batch pretext outputs (keys in `PRETEXT_KEYS`).
 
     Context-matching top-1 is computed within each batch (as in training) and averaged over clips;
     pose MSE x100 over all observed future joints; generation: Inception Score of generated clips
-    with our classifier (and of the real clips, its ceiling), and PSNR/SSIM against the real frames.
+    with our classifier (and of the real clips, its ceiling), and PSNR/SSIM against the real frames,
+    summed batch by batch (`FrameQualityAccumulator`). With `baselines` (a fitted
+    `evaluate.video_baselines.VideoBaselines`), the baselines are scored on the same real frames
+    (`generation.baselines`).
     """
     res: dict[str, Any] = {}
     ctx_hits, ctx_n = 0.0, 0
     pp, pt, pm = [], [], []
     gen: dict[str, list] = {"generated_logits": [], "real_logits": []}
-    pairs: dict[str, list] = {"real": [], "reconstructed": [], "future_real": [], "future_generated": []}
+    quality = {"": M.FrameQualityAccumulator(), "_future": M.FrameQualityAccumulator()}
     for out in outputs:
         o = {k: M.as_numpy(v) for k, v in out.items() if v is not None}
         if "video_emb" in o and "iframe_emb" in o:
@@ -172,9 +183,14 @@ def pretext_metrics(outputs: Sequence[Mapping[str, Any]], is_splits: int = 1) ->
         for k in gen:
             if k in o:
                 gen[k].append(o[k])
-        for k in pairs:
-            if k in o:
-                pairs[k].append(o[k])
+        if "real" in o and "reconstructed" in o:
+            quality[""].add(o["reconstructed"], o["real"])
+            if baselines is not None:
+                baselines.add_reconstruction(o["real"])
+        if "future_real" in o and "future_generated" in o:
+            quality["_future"].add(o["future_generated"], o["future_real"])
+            if baselines is not None:
+                baselines.add_prediction(o.get("real", o.get("observed")), o["future_real"])
     if ctx_n:
         res["context_top1"] = ctx_hits / ctx_n
     if pp:
@@ -187,11 +203,12 @@ def pretext_metrics(outputs: Sequence[Mapping[str, Any]], is_splits: int = 1) ->
     if gen["real_logits"]:
         probs = _softmax(np.concatenate(gen["real_logits"]).astype(np.float64))
         g["inception_score_real"], _ = M.inception_score(probs, min(is_splits, len(probs)))
-    for a, b, suffix in (("real", "reconstructed", ""), ("future_real", "future_generated", "_future")):
-        if pairs[a] and pairs[b]:
-            ra, rb = np.concatenate(pairs[a]), np.concatenate(pairs[b])
-            g[f"psnr{suffix}"] = M.psnr(rb, ra)
-            g[f"ssim{suffix}"] = M.ssim(rb, ra)
+    for suffix, acc in quality.items():
+        if acc.num_frames:
+            g[f"psnr{suffix}"] = acc.psnr()
+            g[f"ssim{suffix}"] = acc.ssim()
+    if baselines is not None and any(a.num_frames for a in quality.values()):
+        g["baselines"] = baselines.section()
     if g:
         res["generation"] = g
     return res
@@ -202,6 +219,24 @@ def pretext_metrics(outputs: Sequence[Mapping[str, Any]], is_splits: int = 1) ->
 # --------------------------------------------------------------------------------------------------
 
 
+def _fit_baselines(comps: EvalComponents, train_frames: VB.TrainFrames | None) -> VB.VideoBaselines | None:
+    """The video baselines from the train clips gathered (or read now), or the train-free ones only."""
+    if train_frames is None:
+        return None
+    source = comps.baseline_batches
+    if source is None and comps.features is None:
+        source = comps.train_batches  # no gallery pass took place
+    if source is not None and not train_frames.num_clips:
+        train_frames.source = ("train split, generator clip recipe" if comps.baseline_batches is not None
+                               else "train split (recognition clip recipe)")
+        train_frames.consume(source())
+    if not train_frames.num_clips or train_frames.skipped:
+        if not train_frames.skipped:
+            log.warning("video baselines: no train clips, so no mean-frame or autoencoder baseline")
+        return VB.VideoBaselines(None, None, None)
+    return train_frames.fit()
+
+
 @dataclass
 class TestPass:
     """What ONE streaming pass over the test batches keeps: per-video accumulators, never the clips."""
@@ -210,6 +245,14 @@ class TestPass:
     features: M.VideoAccumulator | None
     pretext: list[dict[str, np.ndarray]]
     batches: int = 0
+
+
+def _with_observed(out: dict[str, np.ndarray], batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Add `observed` (the current clip at the generator's size) to prediction-only outputs, so the
+    last-observed-frame baseline has the frames it repeats."""
+    if "future_real" in out and "real" not in out and "clip" in batch:
+        out["observed"] = VB.clip_frames(batch["clip"], int(out["future_real"].shape[-2]))
+    return out
 
 
 def _test_pass(comps: EvalComponents, max_pretext_batches: int | None, num_classes: int) -> TestPass:
@@ -238,7 +281,7 @@ def _test_pass(comps: EvalComponents, max_pretext_batches: int | None, num_class
                     and (max_pretext_batches is None or i < max_pretext_batches)):
                 out = {k: M.as_numpy(v) for k, v in comps.pretext(batch).items() if v is not None}
                 out.setdefault("video_index", vidx)
-                res.pretext.append(out)
+                res.pretext.append(_with_observed(out, batch))
             del batch
         if comps.pretext is not None and comps.pretext_batches is not None:
             for i, batch in enumerate(comps.pretext_batches()):
@@ -247,7 +290,7 @@ def _test_pass(comps: EvalComponents, max_pretext_batches: int | None, num_class
                 out = {k: M.as_numpy(v) for k, v in comps.pretext(batch).items() if v is not None}
                 if "video_index" in batch:
                     out.setdefault("video_index", M.as_numpy(batch["video_index"]).astype(np.int64))
-                res.pretext.append(out)
+                res.pretext.append(_with_observed(out, batch))
     if not res.batches:
         raise ValueError("the test loader yielded no batches")
     return res
@@ -262,6 +305,7 @@ def evaluate_run(
     ks: Sequence[int] = M.RETRIEVAL_KS,
     max_pretext_batches: int | None = 8,
     extra: Mapping[str, Any] | None = None,
+    video_baselines: VB.VideoBaselineConfig | None = VB.VideoBaselineConfig(),
 ) -> dict[str, Path]:
     """Compute every metric the components allow, write eval/features.h5, eval/examples.npz,
     metrics.json, report.md and plots into `run_dir`; returns the written paths.
@@ -269,6 +313,12 @@ def evaluate_run(
     The test split is read once (classification, features and pretext outputs from the same
     batches); the train split once more for the retrieval gallery. Both passes stream: a batch is
     dropped once its logits / features are added to per-video sums.
+
+    When the pretext outputs hold generated frames, the video baselines (`evaluate.video_baselines`,
+    settings `video_baselines`; None = none) are scored on the same real frames: the train clips for
+    the mean frame and the autoencoder come from `components.baseline_batches` (a pass of its own,
+    stopped at `max_train_clips`), else from the retrieval gallery pass as it streams by, else
+    only the train-free baselines (first / last frame repeated) are scored.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -281,6 +331,8 @@ def evaluate_run(
 
     test = _test_pass(comps, max_pretext_batches, len(classes))
     outputs = test.pretext
+    size = VB.frame_size(outputs) if video_baselines is not None else None
+    train_frames = VB.TrainFrames(size, video_baselines) if size else None
     if test.recognition is not None:
         metrics["recognition"] = recognition_section(test.recognition)
         log.info("recognition: clip top-1 %.3f, video top-1 %.3f", metrics["recognition"]["clip_top1"],
@@ -288,7 +340,11 @@ def evaluate_run(
 
     if test.features is not None and comps.train_batches is not None:
         queries = feature_set(test.features, "test", comps.video_ids)
-        gallery = extract_video_features(comps.features, comps.train_batches(), "train", comps.video_ids, input_key=None)
+        gallery_batches = comps.train_batches()
+        if train_frames is not None and comps.baseline_batches is None:
+            train_frames.source = "train split, retrieval gallery pass (recognition clip recipe)"
+            gallery_batches = train_frames.tap(gallery_batches)
+        gallery = extract_video_features(comps.features, gallery_batches, "train", comps.video_ids, input_key=None)
         written["features"] = write_features(run_dir / "eval" / "features.h5", [gallery, queries],
                                              {**comps.attrs, **(run_info or {})})
         metrics["retrieval"] = retrieval_metrics(gallery, queries, ks)
@@ -298,7 +354,7 @@ def evaluate_run(
             examples.update(retrieval_examples(gallery, queries, comps.video_frame))
 
     if comps.pretext is not None:
-        metrics["pretext"] = pretext_metrics(outputs)
+        metrics["pretext"] = pretext_metrics(outputs, baselines=_fit_baselines(comps, train_frames))
         if outputs:
             first = outputs[0]
             n = min(3, len(first.get("pose_pred", [])))

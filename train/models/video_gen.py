@@ -8,6 +8,9 @@ each [frame latent, f_i] to an S x S RGB frame (linear to a small map, then near
 blocks, tanh). S is configurable: the start size is S / 2^k with 4 <= start (S = 32, 64, 112, 128 ...).
 TGAN-v2's multi-resolution sub-sampling (a memory trick for 256 px output) is not reproduced: at
 <= 112 px a single-resolution renderer fits in memory.
+Step tests (tests/test_video_branch.py; numbers in docs/models.md): on toy clips this generator
+overfits a batch from f_i, depends on f_i and predicts the future; next to a WGAN-GP critic it needs
+`loss.video_l2_weight` ~ 0.6 sqrt(3THW) (100 at 8 x 32 x 32), else the critic's gradient drowns L2.
 
 Discriminator: a small 3D ResNet (R3D: stem + 4 stages of one 3x3x3 BasicBlock, widths c, 2c, 4c, 8c)
 without batch norm (per-sample critic, needed for the gradient penalty and the exact OSGAN update),

@@ -57,6 +57,13 @@ def test_bench_loader_writes_three_rows_and_ratios(bench_store, tmp_path):
     cps = {k: rows[v]["clips_per_s"] for k, v in best.items()}
     assert data["ratio_vs_pyav"] == pytest.approx(cps["store"] / cps["pyav"])  # best store row / best PyAV row
     assert data["ratio_vs_raw"] == pytest.approx(cps["store"] / cps["raw"])
+    # every optional decoder either has its rows or says why it was skipped; the fastest one is named
+    from train.data.bench import ON_THE_FLY
+
+    for name in ON_THE_FLY:
+        assert (name in rows) != (name in data["decoders_skipped"])
+    decoders = [n for n in rows if n.split("_threads")[0] in ("pyav", *ON_THE_FLY)]
+    assert data["fastest_on_the_fly"] == max(decoders, key=lambda n: rows[n]["clips_per_s"])
     assert data["ratios_by_mode"]["processes"]["ratio_vs_pyav"] == pytest.approx(
         rows["store"]["clips_per_s"] / rows["pyav"]["clips_per_s"])
     assert data["ratios_by_mode"]["threads"]["ratio_vs_raw"] == pytest.approx(
@@ -106,6 +113,36 @@ def test_bench_pyav_row_decodes_the_right_frames(bench_store):
     assert clip.shape == (4, 112, 112, 3)
     values = clip[:, 50, 50, 1].astype(int)  # encoded grey level = 3 x frame index (lossy: approximate)
     assert np.all(np.abs(np.diff(values) - 12) <= 3), values
+
+
+@pytest.mark.parametrize("name", ["decord", "torchcodec"])
+def test_bench_other_decoders_read_the_same_frames_as_pyav(bench_store, name):
+    from train.data.bench import ON_THE_FLY, PyAVBench, decoder_available
+
+    why = decoder_available(name)
+    if why is not None:
+        pytest.skip(f"{name} not usable here: {why}")
+    path = [str(bench_store.parent / "Class1" / "v_001.avi")]
+    ref = PyAVBench(path, [80], frames=4, stride=4, size=(128, 171), crop=112)[0].numpy().astype(int)
+    clip = ON_THE_FLY[name](path, [80], frames=4, stride=4, size=(128, 171), crop=112)[0].numpy().astype(int)
+    assert clip.shape == ref.shape == (4, 112, 112, 3)
+    assert np.abs(clip[:, 50, 50, 1] - ref[:, 50, 50, 1]).max() <= 4  # same frames (grey level = 3 x index)
+
+
+def test_missing_decoders_are_skipped_with_the_reason(monkeypatch):
+    import builtins
+
+    from train.data.bench import decoder_available
+
+    real_import = builtins.__import__
+
+    def no_decord(name, *a, **k):
+        if name == "decord":
+            raise ImportError("No module named 'decord'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_decord)
+    assert decoder_available("decord") == "ImportError: No module named 'decord'"
 
 
 def test_bench_needs_video_root_when_unknown(bench_store, tmp_path):

@@ -164,6 +164,57 @@ class PyAVBench(Dataset):
         return _crop(clip, rng, self.crop)
 
 
+class DecordBench(PyAVBench):
+    """On-the-fly decoding with decord (mmaction2's default reader): `VideoReader` resized at decode,
+    `get_batch` of the clip's frames; the same clip recipe, start and crop as `PyAVBench`."""
+
+    def _decode(self, i: int) -> np.ndarray:
+        import decord
+
+        rng = np.random.default_rng(i)
+        n = self.source_frames[i]
+        span = (self.frames - 1) * self.stride + 1
+        start = int(rng.integers(0, max(n - span, 0) + 1))
+        h, w = self.size
+        vr = decord.VideoReader(self.paths[i], width=w, height=h, num_threads=1)
+        last = len(vr) - 1
+        clip = vr.get_batch([min(start + k * self.stride, n - 1, last) for k in range(self.frames)]).asnumpy()
+        return _crop(clip, rng, self.crop)
+
+
+class TorchCodecBench(PyAVBench):
+    """On-the-fly decoding with TorchCodec (PyTorch's decoder) on CPU, frames resized with antialiasing."""
+
+    def _decode(self, i: int) -> np.ndarray:
+        from torchcodec.decoders import VideoDecoder
+
+        rng = np.random.default_rng(i)
+        n = self.source_frames[i]
+        span = (self.frames - 1) * self.stride + 1
+        start = int(rng.integers(0, max(n - span, 0) + 1))
+        dec = VideoDecoder(self.paths[i], device="cpu", num_ffmpeg_threads=1)
+        last = (dec.metadata.num_frames or n) - 1
+        frames = dec.get_frames_at([min(start + k * self.stride, n - 1, last) for k in range(self.frames)]).data
+        frames = torch.nn.functional.interpolate(frames.float(), size=self.size, mode="bilinear", antialias=True)
+        clip = frames.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return _crop(clip, rng, self.crop)
+
+
+def decoder_available(name: str) -> str | None:
+    """None when the optional decoder `name` (decord, torchcodec) imports and runs here, else why not."""
+    try:
+        if name == "decord":
+            import decord  # noqa: F401
+        else:
+            from torchcodec.decoders import VideoDecoder  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 -- ImportError, or OSError from a wheel built for another platform
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return None
+
+
+ON_THE_FLY = {"decord": DecordBench, "torchcodec": TorchCodecBench}
+
+
 class RawBench(Dataset):
     """Row 3: the same stored frames from an uncompressed, page-cached memmap."""
 
@@ -580,9 +631,14 @@ def _training_path_summary(rows: dict, runs: dict, recipe: dict | None, best: di
         "training_path_vs_before": tp / rows["training_path_before"]["clips_per_s"],
         "training_path_vs_raw_full_target": 0.6,
     }
-    for fam in ("pyav", "pyav_1i"):  # on-the-fly decoders decode the clip only (16 frames), not the full sample
+    # on-the-fly decoders decode the clip only (16 frames), not the full sample
+    for fam in ("pyav", "pyav_1i", *ON_THE_FLY):
         if fam in best:
             out[f"training_path_full_vs_{fam}_clip"] = tp / rows[best[fam]]["clips_per_s"]
+    fastest = max((best[d] for d in ("pyav", *ON_THE_FLY) if d in best), key=lambda n: rows[n]["clips_per_s"],
+                  default=None)
+    if fastest is not None:
+        out["training_path_full_vs_fastest_decoder_clip"] = tp / rows[fastest]["clips_per_s"]
     return out
 
 
@@ -622,6 +678,7 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
     h, w = reader.frame_size
     clip_bytes = frames * h * w * 3
     rows: dict[str, dict[str, Any]] = {}
+    decoders_skipped: dict[str, str] = {}
 
     # (name, dataset, timed batches, extra JSON fields); all rows run once per round, rounds interleave
     # the rows so that load from other processes on a shared machine hits every row alike
@@ -660,6 +717,15 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                      pyav_batches or max(2, batches // 4), {"sources": str(paths[0]).rsplit("/", 2)[0],
                                                             "primary": True}))
         add_threaded("pyav", *plan[-1][1:])
+        for name, cls in ON_THE_FLY.items():  # the decoders users pick instead, when installed
+            why = decoder_available(name)
+            if why is not None:
+                decoders_skipped[name] = why
+                click.echo(f"{name}: row skipped ({why})")
+                continue
+            plan.append((name, cls(paths, src, frames, stride, (h, w), crop), pyav_batches or max(2, batches // 4),
+                         {"sources": str(paths[0]).rsplit("/", 2)[0]}))
+            add_threaded(name, *plan[-1][1:])
         if pyav_single_iframe_root is not None:
             paths1 = resolve_video_paths(reader, videos, pyav_single_iframe_root)
             plan.append(("pyav_1i", PyAVBench(paths1, src, frames, stride, (h, w), crop),
@@ -703,7 +769,8 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         click.echo(f"{name:>22s}: {med:9.1f} clips/s  {rows[name]['mb_per_s']:8.1f} MB/s  (median of {len(cps)})")
 
     families = {"store": ("store", "store_threads", "store_threads_reuse"), "pyav": ("pyav", "pyav_threads"),
-                "pyav_1i": ("pyav_1i", "pyav_1i_threads"), "raw": ("raw", "raw_threads", "raw_threads_reuse")}
+                "pyav_1i": ("pyav_1i", "pyav_1i_threads"), "raw": ("raw", "raw_threads", "raw_threads_reuse"),
+                **{d: (d, f"{d}_threads") for d in ON_THE_FLY}}
     best = {fam: max((n for n in names if n in rows), key=lambda n: rows[n]["clips_per_s"])
             for fam, names in families.items() if any(n in rows for n in names)}
 
@@ -741,6 +808,10 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         "ratio_vs_pyav_single_iframe": ratio("store", "pyav_1i"),
         "ratio_vs_raw": ratio("store", "raw"),
         "ratio_rows": {fam: best[fam] for fam in best},
+        # the fastest on-the-fly decoder (PyAV, decord, TorchCodec: best loading mode of each) and why any is missing
+        "fastest_on_the_fly": max((best[d] for d in ("pyav", *ON_THE_FLY) if d in best),
+                                  key=lambda n: rows[n]["clips_per_s"], default=None),
+        "decoders_skipped": decoders_skipped,
         "ratios_by_mode": by_mode,
         "targets": {"ratio_vs_pyav": 30.0, "ratio_vs_raw": 0.5},
         # the rows of one round ran back to back, so per-round ratios cancel some of the shared-machine noise
@@ -784,6 +855,9 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                    f"B/sample); {result['training_path_vs_raw_full']:.2f} of the same sampling code with zero-cost "
                    f"reads (raw_full {result['raw_full_samples_per_s']:.1f}; target >= 0.6); "
                    f"{result['training_path_vs_before']:.2f}x the input before ThreadedLoader")
+        if result.get("training_path_full_vs_fastest_decoder_clip") is not None:
+            click.echo(f"training path = {result['training_path_full_vs_fastest_decoder_clip']:.1f}x the fastest "
+                       f"on-the-fly decoder ({result['fastest_on_the_fly']}, bare 16-frame clips)")
     click.echo(f"one loader process feeds {result['gpus_fed_per_loader_process']:.2f} GPUs at "
                f"{gpu_clips_per_s:g} clips/s each; all {workers} workers feed {result['gpus_fed_by_all_workers']:.2f}")
     return result

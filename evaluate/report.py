@@ -693,10 +693,11 @@ def _video_baselines_section(gen: Mapping[str, Any]) -> list[str]:
     train = b.get("train") or {}
     n = b.get("num_test_clips") or {}
     if train:
+        limit = f", the first {train['max_clips']} of the pass" if train.get("max_clips") else ""
         notes.append(f"Same test frames as the generator ({n.get('reconstruction', 0)} reconstruction / "
                      f"{n.get('prediction', 0)} prediction clips), same size, range and crop. Mean frame over "
-                     f"{train.get('frames', '?')} frames of {train.get('clips', '?')} train clips "
-                     f"(at most {train.get('max_clips') or 'all'}; {train.get('source') or 'train split'}).")
+                     f"{train.get('frames', '?')} frames of {train.get('clips', '?')} train clips{limit} "
+                     f"({train.get('source') or 'train split'}).")
     ae = b.get("autoencoder") or {}
     if ae:
         frac = ae.get("code_fraction")

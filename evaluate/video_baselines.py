@@ -45,9 +45,12 @@ class NotAClipBatch(ValueError):
 class VideoBaselineConfig:
     """Settings of the baselines (`evaluate.pipeline.evaluate_run(video_baselines=...)`)."""
 
-    max_train_clips: int | None = 256  # train clips for the mean frame and the reservoir (None: all)
+    # train clips for the mean frame and the reservoir, the FIRST ones in loader order (None: every clip
+    # the train pass yields; the sum is one frame, the reservoir bounded, so memory does not grow). A
+    # limit on an eval loader (a video's clips in a row) covers only the first videos: a biased subset.
+    max_train_clips: int | None = None
     buffer_frames: int = 1024          # reservoir of train frames the autoencoder trains on
-    ae_steps: int = 300                # autoencoder optimisation steps (0: no autoencoder)
+    ae_steps: int = 1000               # autoencoder optimisation steps (0: no autoencoder); ~10-20 s at 32x32
     ae_batch: int = 32                 # frames per step
     ae_lr: float = 2e-3                # Adam
     ae_width: int = 16                 # channels of the first conv (2x in the second)

@@ -303,7 +303,7 @@ def test_report_renders_baseline_rows_and_the_verdict(tmp_path):
     assert "| conv autoencoder (upper reference) | 27.50 | 0.900 | – | – |" in text
     assert "reconstruction -0.30 dB over the mean frame (at or below it: nothing learned about the clip)" in text
     assert "prediction +0.50 dB over the mean frame;" not in text and "prediction +0.50 dB over the mean frame." in text
-    assert "256 frames of 32 train clips" in text and "300 Adam steps" in text and "(17% of the pixel values)" in text
+    assert "256 frames of 32 train clips, the first 256 of the pass (train split, generator clip recipe)" in text and "300 Adam steps" in text and "(17% of the pixel values)" in text
 
 
 def test_train_batches_off_the_contract_only_skip_the_train_baselines(caplog):

@@ -250,7 +250,8 @@ class TestPass:
 def _with_observed(out: dict[str, np.ndarray], batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Add `observed` (the current clip at the generator's size) to prediction-only outputs, so the
     last-observed-frame baseline has the frames it repeats."""
-    if "future_real" in out and "real" not in out and "clip" in batch:
+    clip_shape = tuple(np.shape(batch["clip"])) if "clip" in batch else ()
+    if "future_real" in out and "real" not in out and len(clip_shape) == 5 and clip_shape[1] == 3:
         out["observed"] = VB.clip_frames(batch["clip"], int(out["future_real"].shape[-2]))
     return out
 

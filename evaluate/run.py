@@ -83,6 +83,11 @@ def evaluate_checkpoints(
                                       split_index=pre.split_index, spec=pre.spec(pretext=True), crop=pre.crop,
                                       input_size=pre.input_size, pose_norm=pre.pose_norm)
                          if fns.get("pretext") and pre is not None else None),
+        # the video baselines' training clips: the pretraining clip recipe, like the generators' targets
+        baseline_batches=(eval_batches(store, "train", num_clips=1, batch_size=PRETEXT_BATCH, device=device,
+                                       num_workers=num_workers, split_index=pre.split_index, spec=pre.spec(),
+                                       crop=pre.crop, input_size=pre.input_size, pose_norm=pre.pose_norm)
+                          if fns.get("pretext") and pre is not None else None),
         video_frame=info.middle_frame, video_ids=video_id_map(info.ids),
         attrs={"store": str(store), "pretrain_checkpoint": str(models.pretrain_checkpoint or ""),
                "finetune_checkpoint": str(models.finetune_checkpoint or "")},

@@ -411,10 +411,7 @@ def _video_pair(generated: Any, real: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def psnr(generated: Any, real: Any, data_range: float = 1.0) -> float:
     """Mean PSNR in dB over frames (..., H, W, 3); frames with zero error are capped at 100 dB."""
-    g, r = _video_pair(generated, real)
-    mse = ((g - r) ** 2).reshape(-1, int(np.prod(g.shape[-3:]))).mean(axis=1)
-    vals = np.where(mse > 0, 10.0 * np.log10(data_range**2 / np.maximum(mse, 1e-30)), 100.0)
-    return float(np.minimum(vals, 100.0).mean())
+    return float(psnr_frames(generated, real, data_range).mean())
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
@@ -433,17 +430,7 @@ def _filter2d(img: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def ssim(generated: Any, real: Any, data_range: float = 1.0, window: int = 11) -> float:
     """Mean SSIM (Wang et al. 2004, Gaussian window sigma 1.5, per channel) over frames (..., H, W, 3)."""
-    g, r = _video_pair(generated, real)
-    if min(g.shape[-3], g.shape[-2]) < window:
-        raise ValueError(f"frames {g.shape[-3:-1]} smaller than the SSIM window {window}")
-    w = _gaussian_window(window)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_g, mu_r = _filter2d(g, w), _filter2d(r, w)
-    var_g = _filter2d(g * g, w) - mu_g**2
-    var_r = _filter2d(r * r, w) - mu_r**2
-    cov = _filter2d(g * r, w) - mu_g * mu_r
-    ssim_map = ((2 * mu_g * mu_r + c1) * (2 * cov + c2)) / ((mu_g**2 + mu_r**2 + c1) * (var_g + var_r + c2))
-    return float(ssim_map.mean())
+    return float(ssim_frames(generated, real, data_range, window).mean())
 
 
 def psnr_frames(generated: Any, real: Any, data_range: float = 1.0) -> np.ndarray:

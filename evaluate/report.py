@@ -678,7 +678,7 @@ def _video_baselines_section(gen: Mapping[str, Any]) -> list[str]:
         if key in rec or key in pred:
             body.append([label] + cells(rec.get(key)) + cells(pred.get(key)))
     lines = ["### Video generation against baselines", "",
-             markdown_table(["prediction", "reconstruction PSNR (dB) ↑", "reconstruction SSIM ↑",
+             markdown_table(["frames from", "reconstruction PSNR (dB) ↑", "reconstruction SSIM ↑",
                              "prediction PSNR (dB) ↑", "prediction SSIM ↑"], body), ""]
     notes = []
     mean_rec, mean_pred = (rec.get("mean_frame") or {}).get("psnr"), (pred.get("mean_frame") or {}).get("psnr")

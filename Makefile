@@ -1,5 +1,6 @@
 # csvr: every target depends on the venv, so any target works as the first command on a fresh clone.
 SHELL := /bin/bash
+.DEFAULT_GOAL := help
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,46 +24,51 @@ TABLES ?= I
 NPROC ?= 1
 TRAIN_ARGS ?=
 
-.PHONY: setup test demo download manifest synth preprocess store pretrain finetune smoke gpu-check demo-seeds evaluate ablate bench models-summary clean
+help:  ## this list: every target, then the variables
+	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "variables (make VAR=value): DATASET ROOT OUT WORKERS SCHEDULER POSE CONFIG NPROC VARIANT PRETRAINED"
+	@echo "  TRAIN_ARGS TABLES ABLATE_ARGS SMOKE_STEPS SMOKE_ARGS GPU_CONFIG GPUS SEEDS SEED_DIR (see README.md)"
 
-setup: $(BIN)/.installed
+.PHONY: help setup test demo download manifest synth preprocess store pretrain finetune smoke gpu-check demo-seeds evaluate ablate bench models-summary clean
+
+setup: $(BIN)/.installed  ## create .venv and install csvr (torch pinned by constraints.txt)
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip -q
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
-test: setup
+test: setup  ## run the whole test suite (CPU, no downloads)
 	$(BIN)/python -m pytest -q
 
 # --- data -------------------------------------------------------------------------------------------
-download: setup
+download: setup  ## fetch and unpack DATASET's official archives (ucf101, hmdb51)
 	$(BIN)/csvr download $(DATASET) --dest data
 
-manifest: setup
+manifest: setup  ## write DATASET's manifest from ROOT
 	$(BIN)/csvr manifest $(DATASET) --root $(ROOT)
 
-synth: setup
+synth: setup  ## generate the synthetic dataset under data/synthetic
 	@test -f data/synthetic/synthetic.json || \
 	  $(BIN)/csvr synth data/synthetic --videos-per-class $(SYNTH_VIDEOS) --seed 0 --workers $(WORKERS)
 
 # Resumable: re-running finishes an interrupted store, and is a quick no-op on a complete one.
-preprocess: setup $(if $(filter synthetic,$(DATASET)),synth)
+preprocess: setup $(if $(filter synthetic,$(DATASET)),synth)  ## videos under ROOT -> the store OUT (Dask, WORKERS, POSE, SCHEDULER; resumable)
 	$(BIN)/csvr preprocess $(DATASET) --root $(ROOT) --out $(OUT) --workers $(WORKERS) --pose $(POSE) \
 	  $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 	$(BIN)/csvr shards verify $(OUT)
 	$(BIN)/csvr shards info $(OUT)
 
 # The store, built only when absent (pretrain/finetune/evaluate depend on it).
-store: setup
+store: setup  ## build OUT only when it is absent
 	@test -f $(OUT)/zarr.json || $(MAKE) --no-print-directory preprocess
 
 # --- training -----------------------------------------------------------------------------------------
-pretrain: store
+pretrain: store  ## CSVR pretraining, configs/pretrain/CONFIG.yaml, NPROC processes (TRAIN_ARGS)
 	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.cli pretrain \
 	  --config configs/pretrain/$(CONFIG).yaml --store $(OUT) --run-dir $(PRETRAIN_RUN) --resume $(TRAIN_ARGS)
 
-finetune: store
+finetune: store  ## fine-tune VARIANT from PRETRAINED, configs/finetune/CONFIG.yaml (TRAIN_ARGS)
 	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.cli finetune \
 	  --config configs/finetune/$(CONFIG).yaml --store $(OUT) --run-dir $(FINETUNE_RUN) --resume \
 	  --variant $(VARIANT) $(if $(filter scratch,$(VARIANT)),,--pretrained $(PRETRAINED)) $(TRAIN_ARGS)
@@ -70,7 +76,7 @@ finetune: store
 # Every stage + a fine-tune for SMOKE_STEPS steps at the config's real shapes, NPROC processes (gloo on CPU).
 SMOKE_STEPS ?= 2
 SMOKE_ARGS ?=
-smoke: store
+smoke: store  ## every stage + a fine-tune for SMOKE_STEPS steps at CONFIG's real shapes (SMOKE_ARGS)
 	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.smoke --config $(CONFIG) --store $(OUT) \
 	  --steps $(SMOKE_STEPS) --json runs/smoke/$(CONFIG).json $(SMOKE_ARGS)
 
@@ -78,7 +84,7 @@ smoke: store
 # says so and runs the code on CPU with a small batch.
 GPU_CONFIG ?= ucf101_r2plus1d_18
 GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-gpu-check: store
+gpu-check: store  ## the smoke run on every GPU with bf16 + NCCL (CPU fallback says what it skipped)
 	$(BIN)/torchrun --standalone --nproc_per_node $(if $(filter-out 0,$(GPUS)),$(GPUS),1) -m train.smoke --gpu-check \
 	  --config $(GPU_CONFIG) --store $(OUT) --steps 20 --warmup 5 --json runs/smoke/gpu-check.json $(SMOKE_ARGS)
 
@@ -87,17 +93,17 @@ EVAL_DIR ?= runs/$(DATASET)-$(CONFIG)/eval
 ABLATION_DIR ?= runs/$(DATASET)-$(CONFIG)/ablation
 ABLATE_ARGS ?=
 
-evaluate: store
+evaluate: store  ## top-1, retrieval, pretext metrics and report.md into EVAL_DIR
 	$(BIN)/csvr evaluate run --store $(OUT) --pretrain-run $(PRETRAIN_RUN) --finetune-run $(FINETUNE_RUN) \
 	  --out $(EVAL_DIR) $(if $(filter synthetic,$(DATASET)),--groups $(ROOT)/synthetic.json)
 
 # Reuses the pretraining run of `make pretrain` when it exists; adds the tables to the evaluation report.
-ablate: store
+ablate: store  ## the paper's ablation TABLES into ABLATION_DIR (ABLATE_ARGS)
 	$(BIN)/csvr ablate run --store $(OUT) --config $(CONFIG) --tables $(TABLES) --out $(ABLATION_DIR) \
 	  $(if $(wildcard $(PRETRAIN_RUN)/checkpoints/final.pt),--pretrain-run $(PRETRAIN_RUN)) \
 	  $(if $(wildcard $(EVAL_DIR)/metrics.json),--report $(EVAL_DIR)) $(ABLATE_ARGS)
 
-demo: setup
+demo: setup  ## synth -> preprocess -> pretrain -> finetune -> evaluate -> ablate, tiny config
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory preprocess DATASET=synthetic && \
 	$(MAKE) --no-print-directory pretrain DATASET=synthetic CONFIG=tiny && \
@@ -109,7 +115,7 @@ demo: setup
 # The demo once per seed (pretraining, fine-tuning and every ablation row seeded), then mean and range per row.
 SEEDS ?= 0 1 2
 SEED_DIR ?= runs/seeds
-demo-seeds: setup
+demo-seeds: setup  ## the demo for each of SEEDS, then mean and range per row
 	@start=$$(date +%s); \
 	for s in $(SEEDS); do \
 	  d=$(SEED_DIR)/seed$$s; \
@@ -122,15 +128,15 @@ demo-seeds: setup
 	echo "demo-seeds done in $$(( $$(date +%s) - start )) s: $(SEED_DIR)/seeds.md"
 
 # --- benchmarks (print numbers, write JSON under bench/) ------------------------------------------------
-bench: store
+bench: store  ## preprocess, loader and training benchmarks -> bench/*.json
 	mkdir -p bench
 	$(BIN)/csvr bench preprocess --json bench/preprocess.json
 	$(BIN)/csvr bench loader $(OUT) --video-root $(ROOT) --json bench/loader.json
 	$(BIN)/csvr bench train $(OUT) --config configs/pretrain/$(CONFIG).yaml --json bench/train.json
 	$(BIN)/python -m train.models.summary --json bench/models_summary.json
 
-models-summary: setup
+models-summary: setup  ## parameters and MACs of every backbone
 	mkdir -p bench && $(BIN)/python -m train.models.summary --json bench/models_summary.json
 
-clean:
+clean:  ## remove .venv, stores, runs and bench
 	rm -rf $(VENV) stores runs bench

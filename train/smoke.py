@@ -136,7 +136,7 @@ def run_smoke(config: Path, finetune_config: Path, store: str, run_dir: Path, *,
             row["wall_s"] = time.perf_counter() - t0
             rows.append(row)
             echo(_line(row, "GPU memory" if dist_info.device.type == "cuda" else "RSS per process"))
-    ft_over = [*([c for c in common if not c.startswith("run.image")]), "epochs=1", f"steps_per_epoch={steps}",
+    ft_over = [*common, "epochs=1", f"steps_per_epoch={steps}",
                "max_eval_videos=4", "eval_clips_per_video=1", *finetune_overrides]
     ft_cfg = load_config(FinetuneConfig, finetune_config, ft_over)
     reset_peak_memory(dist_info.device)

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from preprocess import store as st
-from preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, StoreError
+from preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, StoreError, table_sha256
 
 log = logging.getLogger(__name__)
 
@@ -474,6 +474,7 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
         for c in cols:
             cols[c].append(row[c])
     st.write_table(group, cols)
+    table_digest = table_sha256(cols)  # checked by `csvr shards verify` (docs/store.md)
     failed = [(v.path, metas[i]["reason"]) for i, v in selected if metas[i]["status"] != "ok"]
     ok_metas = [metas[i] for i, _ in selected if metas[i]["status"] == "ok"]
     summary = {
@@ -486,7 +487,7 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     group = zarr.open_group(store=url, mode="r+")
-    group.attrs.update({"summary": summary})
+    group.attrs.update({"summary": summary, "table_sha256": table_digest})
     group.attrs.update({"complete": True})  # last: the store is usable only from here on
     fs.rm(STAGING, recursive=True)
     log.info("store %s complete: %d ok, %d failed, %d frames, %d I-frames", url, summary["ok"],

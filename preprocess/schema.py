@@ -82,3 +82,26 @@ def read_table(group: Any) -> dict[str, np.ndarray]:
         a = group[f"videos/{col}"][:]
         out[col] = np.asarray(a, dtype=object).astype(str) if dt == "str" else np.asarray(a)
     return out
+
+
+def table_sha256(columns: dict[str, Any]) -> str:
+    """Checksum of the per-video table's values (every column of ``VIDEO_COLUMNS``, in that order).
+
+    Computed on values, not on the encoded chunks, so the writer (lists of Python values) and ``verify``
+    (``read_table``) agree: numbers as little-endian bytes of the column's dtype, strings as UTF-8 JSON.
+    """
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for col, dt in VIDEO_COLUMNS.items():
+        values = columns[col]
+        h.update(f"{col}:{dt}:{len(values)}\n".encode())
+        if dt == "str":
+            h.update(json.dumps([str(v) for v in values], ensure_ascii=False).encode("utf-8"))
+        else:
+            a = np.asarray(values, dtype=np.dtype(dt).newbyteorder("<")) if len(values) else \
+                np.zeros(0, np.dtype(dt).newbyteorder("<"))
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update(b"\n")
+    return h.hexdigest()

@@ -125,3 +125,53 @@ def test_incomplete_store_refused(store, tmp_path):
     assert res.exit_code == 1 and "not marked complete" in res.output
     res = CliRunner().invoke(shards, ["ls", str(bad)])
     assert res.exit_code == 0  # inspection works on incomplete stores
+
+
+def test_verify_unmodified_store_checks_table_checksum(store):
+    import zarr
+
+    assert len(zarr.open_group(str(store), mode="r").attrs["table_sha256"]) == 64
+    out = json.loads(run("verify", str(store), "--json").output)
+    assert out["ok"] is True and out["problems"] == [] and out["notes"] == []
+    assert run("verify", str(store)).output.strip().endswith("rows read)")
+
+
+def test_verify_reports_undecodable_shard(store, tmp_path):
+    bad = tmp_path / "undecodable.zarr"
+    shutil.copytree(store, bad)
+    shard = bad / "poses" / "keypoints" / "c" / "1" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    for k in range(4, 16):  # the first chunk's blosc header: the shard no longer decodes
+        data[k] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    # catch_exceptions=False: a traceback would fail the test instead of exiting 1
+    res = run("verify", str(bad), "--json", code=1)
+    out = json.loads(res.output)
+    assert out["ok"] is False
+    dec = [p for p in out["problems"] if "cannot be decoded" in p]
+    assert dec and all(p.startswith("poses/keypoints: shard 1 (poses/keypoints/c/1/0/0/0) cannot be decoded: rows 32")
+                       for p in dec)
+    assert "v_Alpha_g02_c01" in dec[0]  # rows 32.. belong to the second stored video
+    assert any("poses/keypoints: shard 1" in p and "checksum mismatch" in p for p in out["problems"])
+    text = run("verify", str(bad), code=1).output
+    assert "PROBLEM: poses/keypoints: shard 1 (poses/keypoints/c/1/0/0/0) cannot be decoded" in text
+    assert "Traceback" not in text
+
+
+def test_verify_detects_changed_label(store, tmp_path):
+    import zarr
+
+    bad = tmp_path / "label.zarr"
+    shutil.copytree(store, bad)
+    g = zarr.open_group(str(bad), mode="r+")
+    lab = g["videos/label"][:]
+    lab[0] = 1 - lab[0]
+    g["videos/label"][:] = lab
+    out = json.loads(run("verify", str(bad), "--json", code=1).output)
+    assert out["problems"] and all(p.startswith("per-video table: checksum mismatch") for p in out["problems"])
+    # a store written before the table checksum existed: a note, not a failure
+    del g.attrs["table_sha256"]
+    out = json.loads(run("verify", str(bad), "--json").output)
+    assert out["ok"] is True and out["notes"] == [
+        "per-video table: no table checksum recorded (store predates it); not checked"]
+    assert "note: per-video table: no table checksum recorded (store predates it)" in run("verify", str(bad)).output

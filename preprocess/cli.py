@@ -47,10 +47,12 @@ def parse_size(text: str) -> tuple[int, int]:
               show_default=True, help="Blosc compressor of the frame arrays.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with other options.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--follow-links", is_flag=True,
+              help="Read videos whose path resolves (through symlinks) outside --root; refused by default.")
 def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str | None, pose: str,
                pose_option: tuple[str, ...], iframe_policy: str, gop: int, frame_step: int, size: str,
                max_people: int, split: int | None, limit: int | None, shard_frames: int, codec: str,
-               overwrite: bool, no_progress: bool) -> None:
+               overwrite: bool, no_progress: bool, follow_links: bool) -> None:
     """Turn DATASET's videos under --root into a sharded Zarr store at --out (rerun to resume)."""
     from data_manifests import build_manifest
     from preprocess.pipeline import preprocess_dataset
@@ -78,7 +80,7 @@ def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str 
             manifest, out, pose=pose, pose_options=pose_options, workers=workers, scheduler=scheduler,
             frame_size=frame_size, frame_step=frame_step, iframe_policy=iframe_policy, gop=gop,
             max_people=max_people, split=split, limit=limit, shard_frames=shard_frames, codec=codec,
-            overwrite=overwrite, progress=not no_progress)
+            overwrite=overwrite, progress=not no_progress, follow_links=follow_links)
     except (StoreError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=1))

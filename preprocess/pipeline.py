@@ -120,6 +120,20 @@ def run_pose(est, pose_frames: np.ndarray, source_indices: np.ndarray, video_pat
     return kp, bx, main
 
 
+def failed_meta(index: int, reason: str) -> dict:
+    """The staged metadata of a video that is recorded as failed and skipped."""
+    return {"index": index, "status": "failed", "reason": reason, "fps": 0.0, "width": 0,
+            "height": 0, "source_frames": 0, "num_frames": 0, "num_iframes": 0}
+
+
+def outside_root(root: Path, rel: str) -> str | None:
+    """Why `root / rel` may not be read (it resolves, symlinks included, outside `root`), else None."""
+    real_root, target = Path(root).resolve(), (Path(root) / rel).resolve()
+    if target == real_root or real_root in target.parents:
+        return None
+    return f"resolves outside the dataset root (to {target}); pass --follow-links to allow it"
+
+
 def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
     """Decode, extract I-frames and poses of one video; stage the result. Returns its metadata.
 
@@ -152,8 +166,7 @@ def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
             raise VideoError(f"pose estimation failed: {exc}") from exc
     except VideoError as exc:
         reason = str(exc).replace(str(path), path.name)  # the table holds the path; keep runs comparable
-        meta = {"index": index, "status": "failed", "reason": reason, "fps": 0.0, "width": 0,
-                "height": 0, "source_frames": 0, "num_frames": 0, "num_iframes": 0}
+        meta = failed_meta(index, reason)
         log.warning("%s: skipped: %s", path, exc)
         fs.write_json(marker, meta)
         return meta
@@ -356,11 +369,13 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
                        pose_batch: int = 32, shard_frames: int = st.DEFAULT_SHARD_FRAMES,
                        shard_iframes: int | None = None, codec: str = "none", split: int | None = None,
                        limit: int | None = None, overwrite: bool = False,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, follow_links: bool = False) -> dict:
     """Preprocess the videos of ``manifest`` into the store at ``out`` (path or fsspec URL).
 
     Rerunning the same call after an interruption resumes it; a complete store is returned as is.
     ``workers=0`` runs in this process without Dask. Returns the summary (also in ``attrs['summary']``).
+    A video whose path resolves (symlinks included) outside the dataset root is recorded as failed
+    with the reason, unless ``follow_links``.
     """
     import zarr
 
@@ -402,6 +417,12 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
     with _executor(workers, scheduler) as client:
         # phase 1: videos
         done = {int(n[:6]) for n in fs.ls(f"{STAGING}/videos") if n.endswith(".json")}
+        if not follow_links:
+            for i, v in selected:
+                if i not in done and (why := outside_root(root, v.path)) is not None:
+                    fs.write_json(f"{STAGING}/videos/{i:06d}.json", failed_meta(i, why))
+                    log.warning("%s: skipped: %s", root / v.path, why)
+                    done.add(i)
         todo = [(f"video-{i}", process_video, url, i, str(root / v.path), opts)
                 for i, v in selected if i not in done]
         log.info("%d videos, %d already staged, %d to process", len(selected), len(selected) - len(todo),

@@ -265,3 +265,23 @@ def test_memory_url_in_process(dataset, reference):
         assert verify_store(url)[0] == []
     finally:
         fsspec.filesystem("memory").rm("/csvr-test-store", recursive=True)
+
+
+def test_symlinks_out_of_the_root_are_refused_unless_allowed(tmp_path):
+    root = tmp_path / "data"
+    m = make_dataset(root, classes=("Alpha",), per_class=2)
+    inside = root / m.videos[0].path
+    outside = tmp_path / "elsewhere" / inside.name
+    outside.parent.mkdir()
+    inside.rename(outside)
+    inside.symlink_to(outside)  # a link in the dataset tree to a file outside it
+    out = tmp_path / "refused.zarr"
+    summary = preprocess_dataset(m, out, pose="groundtruth", workers=0, shard_frames=32, progress=False)
+    g = open_store(str(out))
+    status = np.asarray(g["videos/status"][:], dtype=object).tolist()
+    reasons = np.asarray(g["videos/reason"][:], dtype=object).tolist()
+    assert summary["failed"] == 1 and status == ["failed", "ok"]
+    assert "resolves outside the dataset root" in reasons[0] and str(outside) in reasons[0]
+    allowed = preprocess_dataset(m, tmp_path / "allowed.zarr", pose="groundtruth", workers=0, shard_frames=32,
+                                 progress=False, follow_links=True)
+    assert allowed["ok"] == 2 and allowed["failed"] == 0

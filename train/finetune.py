@@ -262,7 +262,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
         last_top1 = float(progress["top1"])
         batches.position = Position(int(progress["data_epoch"]), int(progress["data_batch"]))
         log.info("fine-tune resumed from %s at epoch %d", last_path, start_epoch)
-    model = wrap_ddp(net, dist_info, find_unused=False)  # every module of a variant is used
+    model = wrap_ddp(net, dist_info)  # every module of a variant is used
     train_aug = make_augment(d.augment, d.crop, train=True, input_size=d.input_size,
                              pose_norm=d.pose_norm).to(dist_info.device)
     eval_aug = make_augment([], d.crop, train=False, input_size=d.input_size,

@@ -203,11 +203,12 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def wrap_ddp(model: torch.nn.Module, dist_info: DistInfo, find_unused: bool = True) -> torch.nn.Module:
-    """DistributedDataParallel around `model` when running with more than one process."""
+def wrap_ddp(model: torch.nn.Module, dist_info: DistInfo) -> torch.nn.Module:
+    """DistributedDataParallel around `model` when running with more than one process. Every trained
+    parameter must take part in the loss (`grad_norms` checks it), so no unused-parameter search."""
     if not dist_info.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
-    return DDP(model, device_ids=ids, find_unused_parameters=find_unused)
+    return DDP(model, device_ids=ids, find_unused_parameters=False)

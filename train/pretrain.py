@@ -167,7 +167,7 @@ def _build_stage(cfg: PretrainConfig, stage: StageConfig, run_dir: Path, dist_in
     module = LossModule(net)
     # every trained group takes part in every step (stage_groups leaves out a switched-off video target's
     # networks), so DDP needs no unused-parameter search; a group without gradient is an error (grad_norms)
-    model = wrap_ddp(module, dist_info, find_unused=False)
+    model = wrap_ddp(module, dist_info)
     return net, model, optimizer, scheduler, groups, loaded
 
 

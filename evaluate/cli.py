@@ -125,6 +125,27 @@ def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, o
                f"{time.perf_counter() - t0:.0f} s)")
 
 
+@evaluate.command("code-probe")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path), help="The store it was pretrained on.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(min=1), help="Adam steps per code.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the result as JSON.")
+def code_probe_cmd(checkpoint: Path, store: Path, steps: int, json_out: Path | None) -> None:
+    """The reconstruction ceiling of a checkpoint's frozen code f_s, against an oracle colour code."""
+    import json
+
+    from evaluate.code_probe import ProbeConfig, probe_markdown, run_probe
+
+    try:
+        result = run_probe(checkpoint, store, ProbeConfig(steps=steps))
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(probe_markdown(result))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2))
+
+
 @click.group()
 def ablate() -> None:
     """The paper's ablation tables (I, III, IV, V): run rows, or print tables from results."""

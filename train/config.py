@@ -146,6 +146,10 @@ class StageConfig:
                                            # for the global batch it runs with (train.plan)
     steps: int | None = None               # optimizer steps; when given, wins over `epochs`
     init_from: list[str] = field(default_factory=list)   # earlier stages whose checkpoints seed this one
+    condition: Literal["features", "noise"] = "features"  # video stage only: what drives the generators.
+                                           # features: f_i from the frozen encoders (L2 + critic); noise: f_i
+                                           # replaced by Gaussian noise and no L2, i.e. TGAN-v2's unconditional
+                                           # video GAN (the paper's IV-B reading, docs/training.md)
 
     def validate(self, where: str) -> None:
         if self.steps is None and self.epochs is None:
@@ -159,6 +163,8 @@ class StageConfig:
             raise ConfigError(f"{where}.init_from: unknown stage(s) {bad}; known: {list(STAGES)}")
         if self.name in self.init_from:
             raise ConfigError(f"{where}.init_from: a stage cannot start from itself ({self.name})")
+        if self.condition == "noise" and self.name != "video":
+            raise ConfigError(f"{where}.condition: 'noise' applies to the video stage only, not {self.name!r}")
 
 
 @dataclass

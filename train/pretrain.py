@@ -152,7 +152,7 @@ def _load_init(net: CSVRModel, run_dir: Path, stage: StageConfig) -> list[str]:
 def _build_stage(cfg: PretrainConfig, stage: StageConfig, run_dir: Path, dist_info: DistInfo, splan: dict):
     net = CSVRModel(cfg.model, cfg.data.frames, cfg.data.future_frames)
     loaded = _load_init(net, run_dir, stage)
-    groups = stage_groups(stage.name, cfg.loss.video_targets)
+    groups = stage_groups(stage.name, cfg.loss.video_targets, stage.condition)
     _set_trainable(net, groups)
     net.to(dist_info.device)
     # frozen groups run in eval mode (fixed BN statistics); trained groups in train mode
@@ -237,7 +237,8 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
 
     ctx = StepContext(loss=cfg.loss, model=cfg.model, groups=groups, check=check,
                       autocast=lambda: autocast_context(dist_info.device, cfg.run.amp),
-                      grad_clip=cfg.optim.grad_clip, frozen_features=(stage.name == "video"))
+                      grad_clip=cfg.optim.grad_clip, frozen_features=(stage.name == "video"),
+                      video_condition=stage.condition)
     step_fn = STEPS[stage.name]
     valid_groups = [g for g in GROUPS if g in groups or g in loaded]
     timer = StepTimer()

@@ -45,6 +45,7 @@ class StepContext:
     autocast: Callable[[], object]
     grad_clip: float | None = None
     frozen_features: bool = False                 # video stage: f_s / f_d from frozen encoders
+    video_condition: str = "features"             # video stage: "features" (f_i) or "noise" (TGAN-v2, no L2)
     extras: dict = field(default_factory=dict)
 
 
@@ -94,6 +95,7 @@ class LossModule(nn.Module):
         self.stage = "joint"
         self.loss_cfg: LossConfig | None = None
         self.frozen_features = False
+        self.video_condition = "features"
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg = self.loss_cfg
@@ -104,6 +106,13 @@ class LossModule(nn.Module):
         if self.stage == "context":
             out, _ = context_losses(self.net, batch, cfg)
             out["_total"] = out["context"]
+            return out
+        if self.stage == "video" and self.video_condition == "noise":
+            # TGAN-v2's unconditional GAN: Gaussian noise in f_i's place, critics only (no clip to match)
+            clip = batch["clip"]
+            f_i = torch.randn(clip.shape[0], self.net.cfg.embed_dim, device=clip.device)
+            out = video_losses(self.net, batch, cfg, f_i=f_i, l2_weight=0.0)
+            out["_total"] = out.pop("_backward")
             return out
         if self.stage == "video":
             # the encoders (V-Network + g^V, the pose encoder) are frozen here; motion_align, which maps
@@ -164,9 +173,15 @@ def context_losses(net: CSVRModel, batch: dict, cfg: LossConfig, temperature: fl
     return {"context": loss, "context_acc": acc}, x
 
 
-def video_losses(net: CSVRModel, batch: dict, cfg: LossConfig, f_s: torch.Tensor, f_d: torch.Tensor) -> dict:
-    """Eqs. 6-8 for the enabled targets (reconstruct the clip, predict the future clip) from f_i."""
-    f_i = net.integrate(f_s.float(), f_d.float())
+def video_losses(net: CSVRModel, batch: dict, cfg: LossConfig, f_s: torch.Tensor | None = None,
+                 f_d: torch.Tensor | None = None, *, f_i: torch.Tensor | None = None,
+                 l2_weight: float | None = None) -> dict:
+    """Eqs. 6-8 for the enabled targets (reconstruct the clip, predict the future clip) from f_i
+    (integrated from f_s and f_d unless given); `l2_weight` overrides `cfg.video_l2_weight` (0: the L2
+    term is logged but not trained, as for the noise-driven video stage)."""
+    if f_i is None:
+        f_i = net.integrate(f_s.float(), f_d.float())
+    l2_weight = cfg.video_l2_weight if l2_weight is None else l2_weight
     size = net.cfg.video_size
     parts, out = [], {}
     specs = {"reconstruct": ("video_r", net.video_gen_r, net.video_disc_r, "clip"),
@@ -178,7 +193,7 @@ def video_losses(net: CSVRModel, batch: dict, cfg: LossConfig, f_s: torch.Tensor
         fake = gen_net(f_i)
         l2 = L.video_l2(fake.float(), target.float())
         terms = _gan_terms(prefix, disc, fake, target, 1.0, cfg, None, l2)
-        branch = terms.pop("_backward") + cfg.video_l2_weight * l2
+        branch = terms.pop("_backward") + (l2_weight * l2 if l2_weight else 0.0)
         terms[prefix] = branch.detach()
         parts.append(branch)
         out.update(terms)
@@ -253,6 +268,7 @@ def _set_stage(model: nn.Module, stage: str, ctx: StepContext) -> None:
     inner.stage = stage
     inner.loss_cfg = ctx.loss
     inner.frozen_features = ctx.frozen_features
+    inner.video_condition = ctx.video_condition
 
 
 STEPS: dict[str, Callable[..., dict[str, float]]] = {

@@ -39,10 +39,14 @@ TARGET_GROUPS: dict[str, tuple[str, ...]] = {"reconstruct": ("video_gen_r", "vid
                                              "predict": ("video_gen_p", "video_disc_p")}
 
 
-def stage_groups(stage: str, video_targets: list[str] | tuple[str, ...] = ("reconstruct", "predict")) -> tuple[str, ...]:
-    """The groups `stage` trains: STAGE_GROUPS without the networks of switched-off video targets, so
-    that every group listed gets a gradient in every step."""
+def stage_groups(stage: str, video_targets: list[str] | tuple[str, ...] = ("reconstruct", "predict"),
+                 condition: str = "features") -> tuple[str, ...]:
+    """The groups `stage` trains: STAGE_GROUPS without the networks of switched-off video targets (and,
+    for a video stage driven by noise, without `motion_align` / `integration`, which then make no f_i),
+    so that every group listed gets a gradient in every step."""
     off = {g for t, gs in TARGET_GROUPS.items() if t not in video_targets for g in gs}
+    if stage == "video" and condition == "noise":
+        off |= {"motion_align", "integration"}
     return tuple(g for g in STAGE_GROUPS[stage] if g not in off)
 
 JOINTS = 17

@@ -1,0 +1,69 @@
+"""`evaluate.benchmark`: the paired bootstrap, the verdicts, the protocols and the summary of row files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evaluate.benchmark import PAPER_ORDER, Benchmark, benchmark_markdown, paired_interval, protocol_rows, verdict
+
+
+def test_paired_interval_covers_a_known_difference_and_its_width_shrinks_with_videos():
+    rng = np.random.default_rng(0)
+    a = (rng.random((3, 300)) < 0.5).astype(int)
+    b = a.copy()
+    flip = rng.random(a.shape) < 0.2          # b gains on 20% of the videos a missed...
+    b[(a == 0) & flip] = 1
+    iv = paired_interval(a, b, rounds=2000)
+    assert iv["diff"] == pytest.approx((b - a).mean())
+    assert iv["lo"] < iv["diff"] < iv["hi"] and iv["lo"] > 0
+    assert verdict(iv) == "holds" and verdict(paired_interval(b, a, rounds=2000)) == "reversed"
+    small = paired_interval(a[:, :30], b[:, :30], rounds=2000)
+    assert (small["hi"] - small["lo"]) > 2 * (iv["hi"] - iv["lo"])
+
+
+def test_identical_rows_are_not_separated_and_shapes_are_checked():
+    a = np.random.default_rng(1).integers(0, 2, (3, 50))
+    rng = np.random.default_rng(2)
+    b = np.where(rng.random(a.shape) < 0.5, a, 1 - a)  # half the videos flipped at random: no true difference
+    assert verdict(paired_interval(a, b, rounds=2000)) == "not separated"
+    with pytest.raises(ValueError, match="one shape"):
+        paired_interval(a, b[:, :10])
+
+
+def test_protocols_fine_tune_one_network_each():
+    pose_rgb = {r.key: r.finetune_variant for r in protocol_rows("pose_rgb")}
+    assert pose_rgb == {"scratch": "scratch", "f_d": "integrated", "f_s": "integrated", "f_i_adain": "integrated",
+                        "f_i_concat": "concat", "full": "integrated"}
+    assert {r.key: r.finetune_variant for r in protocol_rows("rgb")} == {
+        "scratch": "scratch_rgb", "f_s": "video_only", "full": "video_only"}
+    assert ("scratch", "full") in PAPER_ORDER
+
+
+def _write_row(path, ids, correct):
+    path.mkdir(parents=True)
+    (path / "eval.json").write_text(json.dumps({"per_video": {"ids": list(ids), "correct": list(correct)}}))
+
+
+def test_summary_reads_the_row_files_in_video_order(tmp_path):
+    bench = Benchmark(store=tmp_path, out_dir=tmp_path / "b", seeds=[0, 1], pretrain_config=tmp_path,
+                      finetune_config=tmp_path, protocols=("rgb",))
+    ids = [5, 3, 9, 1]
+    hits = {"scratch": [[0, 0, 1, 0], [0, 1, 0, 0]], "f_s": [[1, 0, 1, 0], [1, 1, 0, 0]],
+            "full": [[1, 1, 1, 1], [1, 1, 1, 0]]}
+    for key, per_seed in hits.items():
+        for seed, h in enumerate(per_seed):
+            _write_row(bench.row_dir(seed, "rgb", key), ids, h)
+    s = bench.summary()["protocols"]["rgb"]
+    assert s["num_test_videos"] == 4
+    assert s["rows"]["scratch"]["per_seed"] == [25.0, 25.0] and s["rows"]["full"]["mean"] == pytest.approx(87.5)
+    pair = next(p for p in s["pairs"] if (p["a"], p["b"]) == ("scratch", "full"))
+    assert pair["diff"] == pytest.approx(62.5)
+    assert "| scratch < full | +62.5 |" in benchmark_markdown({**bench.summary(), "machine": {}}, "csvr x")
+    _write_row(bench.row_dir(0, "rgb", "f_s").parent / "other", [1, 2, 3, 4], [0, 0, 0, 0])
+    (bench.row_dir(1, "rgb", "f_s") / "eval.json").write_text(json.dumps({"per_video": {"ids": [1, 2, 3, 4],
+                                                                                          "correct": [0, 0, 0, 0]}}))
+    with pytest.raises(ValueError, match="scored other test videos"):
+        bench.summary()

@@ -2,8 +2,8 @@
 networks (through `train`'s public loaders), and deriving the per-row checkpoints of the ablations.
 
 Nothing here trains. Pretraining run folders hold `checkpoints/<stage>/final.pt` per stage and
-`checkpoints/final.pt` (the last enabled stage); fine-tuning run folders hold `checkpoints/last.pt`
-and `checkpoints/best.pt` (docs/training.md, "Run folder").
+`checkpoints/final.pt` (the last enabled stage); fine-tuning run folders hold `checkpoints/last.pt`,
+the model after the last epoch (docs/training.md, "Run folder"): no checkpoint is selected on the test split.
 """
 
 from __future__ import annotations
@@ -37,16 +37,14 @@ def pretrain_checkpoint(run: str | Path, stage: str | None = None) -> Path:
     return path
 
 
-def finetune_checkpoint(run: str | Path, which: str = "last") -> Path:
-    """The fine-tuning checkpoint of `run` (folder or .pt file). `which="last"` (default) is the
-    model after the last epoch: choosing the best epoch by its test accuracy (`best.pt`) would
-    select the model on the test split, so evaluation uses `last.pt` unless told otherwise."""
+def finetune_checkpoint(run: str | Path) -> Path:
+    """The fine-tuning checkpoint of `run` (folder or .pt file): `checkpoints/last.pt`, the model after
+    the last epoch. There is no other: picking an epoch by its test accuracy would select the model on
+    the test split."""
     p = Path(run)
     if p.is_file():
         return p
-    if which not in ("last", "best"):
-        raise ValueError(f"which must be 'last' or 'best', got {which!r}")
-    path = p / "checkpoints" / f"{which}.pt"
+    path = p / "checkpoints" / "last.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no fine-tuning checkpoint in {p} (did `csvr finetune` finish there?)")
     return path

@@ -91,11 +91,9 @@ def retrieval_cmd(features: Path, gallery: str, queries: str, ks: str, json_out:
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=THREADS_HELP)
 @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None, help=WORKERS_HELP)
-@click.option("--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True,
-              help="Fine-tuning checkpoint: last epoch, or the epoch with the best test top-1 (test-set selection).")
 def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, out_dir: Path,
             groups: Path | None, num_clips: int, batch_size: int, device: str, threads: int,
-            num_workers: int | None, checkpoint: str) -> None:
+            num_workers: int | None) -> None:
     """Evaluate checkpoints on a store: recognition, retrieval, pretext metrics, then the report."""
     import logging
     import time
@@ -117,7 +115,7 @@ def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, o
                                          torch.get_num_threads(), num_workers)
         written = evaluate_checkpoints(store, out_dir, pretrain_run=pretrain_run, finetune_run=finetune_run,
                                        groups=groups, num_clips=num_clips, batch_size=batch_size, device=device,
-                                       checkpoint=checkpoint, num_workers=num_workers)
+                                       num_workers=num_workers)
     except (SeamNotConnected, ValueError, FileNotFoundError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     plots = sorted(p for p in written.values() if p.suffix == ".png")

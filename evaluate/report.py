@@ -589,6 +589,9 @@ def _recognition_section(m: Mapping[str, Any], classes: Sequence[str], groups: M
         ["clip top-1 (%)", "video top-1 (%)", "test videos", "clips"],
         [[_fmt(rec.get("clip_top1")), _fmt(rec.get("video_top1")), rec.get("num_videos", "–"), rec.get("num_clips", "–")]],
     ))
+    ft = (m.get("run") or {}).get("finetune_checkpoint")
+    if ft:
+        lines += ["", f"Fine-tuned model: `{ft}` (the last epoch; no checkpoint is selected on the test split)."]
     chance = 1.0 / len(classes) if classes else None
     if chance:
         lines += ["", f"Chance level: {100 * chance:.1f}% ({len(classes)} classes)."]

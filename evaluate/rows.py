@@ -306,7 +306,7 @@ class RowRunner:
         t1 = time.perf_counter()
         finetune(cfg, self.store, ft_dir, pretrained=pretrained, resume=(ft_dir / "checkpoints" / "last.pt").is_file())
         t2 = time.perf_counter()
-        net = load_finetuned_network(finetune_checkpoint(ft_dir, "last"), self._device())
+        net = load_finetuned_network(finetune_checkpoint(ft_dir), self._device())
         rec = self.evaluate(net, len(StoreInfo(self.store).classes))
         del net
         self.per_class[row.key] = rec["per_class"]

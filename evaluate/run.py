@@ -52,7 +52,6 @@ def evaluate_checkpoints(
     num_clips: int = 10,
     batch_size: int = 16,
     device: str = "auto",
-    checkpoint: str = "last",
     num_workers: int | None = None,
     pretext_batches: int = 4,
     models: LoadedModels | None = None,
@@ -68,7 +67,7 @@ def evaluate_checkpoints(
     t0 = time.perf_counter()
     info = StoreInfo(store)
     device = resolve_device(device)
-    models = models or load_models(pretrain_run, finetune_run, device, checkpoint)
+    models = models or load_models(pretrain_run, finetune_run, device)
     fns, recipe = models.callables, models.recipe
     kw = dict(num_clips=num_clips, batch_size=batch_size, device=device, num_workers=num_workers,
               split_index=recipe.split_index,

@@ -307,10 +307,10 @@ class LoadedModels:
 
 
 def load_models(pretrain_run: str | Path | None, finetune_run: str | Path | None, device: str = "auto",
-                checkpoint: str = "last", seed: int = 0) -> LoadedModels:
+                seed: int = 0) -> LoadedModels:
     """Rebuild the networks of the runs (folders or .pt files) and wrap them as evaluation callables.
 
-    classify: the fine-tuned `DownstreamNet` (`checkpoints/last.pt` unless `checkpoint="best"`),
+    classify: the fine-tuned `DownstreamNet` (`checkpoints/last.pt`, the last epoch),
     `net(batch["clip"], batch["pose"][..., :2])`; features: the pretrained V-Network's pooled
     features (`checkpoints/final.pt`, no fine-tuning); pretext: see `pretext_callable`.
     """
@@ -322,7 +322,7 @@ def load_models(pretrain_run: str | Path | None, finetune_run: str | Path | None
     res = LoadedModels(fns)
     classifier = None
     if finetune_run is not None:
-        path = finetune_checkpoint(finetune_run, checkpoint)
+        path = finetune_checkpoint(finetune_run)
         classifier = load_finetuned_network(path, device)
         res.finetune_checkpoint, res.finetune_recipe = path, Recipe.from_checkpoint(path)
         ck = load_checkpoint(path)

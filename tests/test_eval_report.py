@@ -74,7 +74,8 @@ def make_run_folder(root: Path) -> Path:
     rng = np.random.default_rng(0)
     per_class = [1.0, 0.5, 0.75, 0.25, None, 1.0]
     metrics = {
-        "run": {"name": "tiny", "backbone": "r2plus1d_18", "dataset": "ucf101"},
+        "run": {"name": "tiny", "backbone": "r2plus1d_18", "dataset": "ucf101",
+                "finetune_checkpoint": "runs/ft/checkpoints/last.pt"},
         "classes": CLASSES,
         "class_groups": GROUPS,
         "recognition": {"clip_top1": 0.61, "video_top1": 0.7, "num_clips": 120, "num_videos": 12,
@@ -120,6 +121,9 @@ def test_build_report_writes_tables_and_plots(tmp_path, caplog):
         assert f"]({png.relative_to(run).as_posix()})" in report  # every plot is linked
     # recognition table
     assert "| 61.0 | 70.0 | 12 | 120 |" in report
+    # the recognition section names the fine-tuning checkpoint it scored (never one picked on the test split)
+    assert ("Fine-tuned model: `runs/ft/checkpoints/last.pt` (the last epoch; no checkpoint is selected on the "
+            "test split).") in report
     # per-class table grouped, with group means (motion mean of 100, 50, 75 = 75.0)
     assert "| wave | motion | 100.0 | 90.0 | 30.0 |" in report
     assert "| walk_beach | context | – | 20.0 | 80.0 |" in report

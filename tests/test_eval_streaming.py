@@ -123,7 +123,7 @@ def test_ablation_rows_stream_the_test_clips(test_videos, tmp_path, monkeypatch)
     real = seams.eval_batches
     monkeypatch.setattr(seams, "eval_batches", lambda *a, **k: tracker.wrap(real(*a, **k)))
     monkeypatch.setattr(tf, "finetune", lambda *a, **k: {})  # the training is not what is measured here
-    monkeypatch.setattr(ck, "finetune_checkpoint", lambda run, which="last": Path(run) / "last.pt")
+    monkeypatch.setattr(ck, "finetune_checkpoint", lambda run: Path(run) / "last.pt")
     monkeypatch.setattr(ck, "load_finetuned_network", lambda path, device="cpu": _toy_net)
 
     runner = RowRunner(store=store, pretrain_config=REPO / "configs/pretrain/tiny.yaml",

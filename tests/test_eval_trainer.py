@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def test_evaluate_run_end_to_end(runs, synthetic_store, synthetic_root):
     assert 1.0 <= gen["inception_score"] <= 4.0 + 1e-6 and 1.0 <= gen["inception_score_real"] <= 4.0 + 1e-6
     assert {"psnr", "ssim", "psnr_future", "ssim_future"} <= set(gen)
     assert m["run"]["backbone"] == "r3d_18" and m["run"]["finetune_checkpoint"].endswith("last.pt")
+    assert not (runs["finetune"] / "checkpoints" / "best.pt").exists()  # nothing selected on the test split
     with h5py.File(out / "eval" / "features.h5") as f:
         # pooled V-Network features: 512 channels at width 1, 128 at the tiny configs' width 0.25
         assert f["train/features"].shape == (8, 128) and f["test/features"].shape == (8, 128)
@@ -75,6 +77,8 @@ def test_evaluate_run_end_to_end(runs, synthetic_store, synthetic_root):
     text = (out / "report.md").read_text()
     for heading in ("## Action recognition", "## Video retrieval", "## Pretext tasks", "## Training curves"):
         assert heading in text
+    assert (f"Fine-tuned model: `{m['run']['finetune_checkpoint']}` (the last epoch; no checkpoint is selected "
+            "on the test split).") in text
     # every loss term of both runs has a panel: the copied logs are what the report plots
     assert (out / "logs" / "pretrain" / "log.jsonl").read_text() == (runs["pretrain"] / "log.jsonl").read_text()
 
@@ -141,9 +145,15 @@ def test_checkpoint_lookup_names_the_missing_file(tmp_path):
         pretrain_checkpoint(tmp_path, "warmup")
     with pytest.raises(FileNotFoundError, match="last.pt: no fine-tuning checkpoint"):
         finetune_checkpoint(tmp_path)
+    # only the last epoch: there is no way to ask for a checkpoint chosen by its test top-1
+    assert list(inspect.signature(finetune_checkpoint).parameters) == ["run"]
     (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "best.pt").write_bytes(b"x")
-    assert finetune_checkpoint(tmp_path, "best") == tmp_path / "checkpoints" / "best.pt"
+    (tmp_path / "checkpoints" / "best.pt").write_bytes(b"x")  # left by an older trainer: never used
+    with pytest.raises(FileNotFoundError, match="last.pt: no fine-tuning checkpoint"):
+        finetune_checkpoint(tmp_path)
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
+    assert finetune_checkpoint(tmp_path) == tmp_path / "checkpoints" / "last.pt"
+    assert "--checkpoint" not in CliRunner().invoke(evaluate, ["run", "--help"]).output
 
 
 def test_run_ablation_stores_named_columns_and_resumes(tmp_path):

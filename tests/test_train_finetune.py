@@ -35,18 +35,19 @@ def test_pose_feature_finetune_beats_chance(train_store, pose_ckpt, tmp_path):
     result = finetune(cfg, train_store, tmp_path / "ft", pretrained=pose_ckpt)
     chance = 1 / result["num_classes"]
     assert result["num_classes"] == 4
-    assert result["best_top1"] >= 2 * chance, result          # clearly above chance (0.25)
+    assert result["last_top1"] >= 2 * chance, result          # the last epoch, clearly above chance (0.25)
+    assert "best_top1" not in result
     evals = [json.loads(x) for x in (tmp_path / "ft" / "log.jsonl").read_text().splitlines()]
     evals = [e for e in evals if e["stage"] == "eval"]
     assert len(evals) == 15 and all(e["eval_clips"] == 16 for e in evals)  # 8 test videos x 2 clips
-    best = torch.load(tmp_path / "ft" / "checkpoints" / "best.pt", weights_only=True)
+    assert evals[-1]["acc/top1"] == pytest.approx(result["last_top1"]) and not any("best_top1" in e for e in evals)
     last = torch.load(tmp_path / "ft" / "checkpoints" / "last.pt", weights_only=True)
-    assert best["progress"]["top1"] == pytest.approx(result["best_top1"])
+    assert last["progress"]["top1"] == pytest.approx(result["last_top1"]) and "best_top1" not in last["progress"]
     assert last["progress"]["epoch"] == 15 and last["optimizer"] is not None
-    mcfg = load_config(PretrainConfig, raw={"model": best["model_config"]}).model
-    net = DownstreamNet(mcfg, best["variant"], best["num_classes"], 0.0)
-    net.load_state_dict(best["model"])  # the best checkpoint alone rebuilds the network
-    net = load_finetuned(tmp_path / "ft" / "checkpoints" / "best.pt")
+    mcfg = load_config(PretrainConfig, raw={"model": last["model_config"]}).model
+    net = DownstreamNet(mcfg, last["variant"], last["num_classes"], 0.0)
+    net.load_state_dict(last["model"])  # the last checkpoint alone rebuilds the network
+    net = load_finetuned(tmp_path / "ft" / "checkpoints" / "last.pt")
     logits = net(torch.zeros(2, 3, 8, 32, 32), torch.rand(2, 8, 17, 2))
     assert logits.shape == (2, 4) and not net.training
     pre = load_pretrained_model(pose_ckpt)
@@ -87,6 +88,23 @@ def test_allow_random_lets_fi_start_integration_from_scratch(train_store, pose_c
     assert 0.0 <= result["last_top1"] <= 1.0
 
 
+def test_finetune_run_folder_holds_no_test_selected_checkpoint(train_store, pose_ckpt, tmp_path):
+    """No checkpoint is chosen by the test top-1: the run folder holds last.pt only, result.json gives
+    last_top1 only, and the per-epoch test top-1 is logged as a curve (acc/top1), nothing more."""
+    cfg = load_config(FinetuneConfig, TINY_FINETUNE, FT_FAST + ("variant=fd", "epochs=2", "steps_per_epoch=1",
+                                                                "max_eval_videos=2"))
+    result = finetune(cfg, train_store, tmp_path / "ft", pretrained=pose_ckpt)
+    run = tmp_path / "ft"
+    assert not (run / "checkpoints" / "best.pt").exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+    assert not list(run.rglob("best*"))
+    saved = json.loads((run / "result.json").read_text())
+    assert "best_top1" not in saved and saved["last_top1"] == pytest.approx(result["last_top1"])
+    evals = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    evals = [e for e in evals if e["stage"] == "eval"]
+    assert len(evals) == 2 and all("acc/top1" in e and "best_top1" not in e for e in evals)
+
+
 def test_finetune_cli_reports_bad_variant_use(train_store, pose_ckpt, tmp_path):
     from click.testing import CliRunner
 
@@ -114,9 +132,15 @@ def test_finetune_resume_after_kill_matches_uninterrupted(train_store, pose_ckpt
     with pytest.raises(FileExistsError, match="--resume"):
         finetune(load_config(FinetuneConfig, TINY_FINETUNE, over), train_store, tmp_path / "resumed",
                  pretrained=pose_ckpt)
+    # a last.pt written before best.pt was dropped holds "best_top1" in its progress: resuming ignores it
+    old = ckpt.load(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert "best_top1" not in old["progress"]
+    old["progress"]["best_top1"] = 0.5
+    ckpt.save_atomic(old, tmp_path / "resumed" / "checkpoints" / "last.pt")
     resumed = finetune(load_config(FinetuneConfig, TINY_FINETUNE, over), train_store, tmp_path / "resumed",
                        pretrained=pose_ckpt, resume=True)
     assert resumed["last_top1"] == full["last_top1"]
+    assert not (tmp_path / "resumed" / "checkpoints" / "best.pt").exists()
     a = ckpt.load(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
     b = ckpt.load(tmp_path / "resumed" / "checkpoints" / "last.pt")["model"]
     for k in a:

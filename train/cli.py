@@ -101,8 +101,7 @@ def finetune(config_path: str, store: str, pretrained: str | None, variant: str 
         shutdown()
         _fail(exc)
     shutdown()
-    click.echo(f"fine-tuning done: best clip top-1 {result['best_top1']:.4f}, last {result['last_top1']:.4f} "
-               f"-> {run_dir}")
+    click.echo(f"fine-tuning done: last clip top-1 {result['last_top1']:.4f} -> {run_dir}")
 
 
 def _print_plan(command: str, cfg, store: str, world_size: int | None, train_clips: int | None) -> None:

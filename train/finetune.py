@@ -11,8 +11,9 @@ its backbone differs from the config, when it lacks trained weights for a group 
 when shapes do not match.
 
 Each epoch: train, then clip-level top-1 on the test split (centre crop, `eval_clips_per_video` clips
-per video, every clip scored on its own). `checkpoints/last.pt` (resume) and `checkpoints/best.pt`
-(highest top-1) load with `torch.load(weights_only=True)`.
+per video, every clip scored on its own). The per-epoch test top-1 is a curve for monitoring: no
+checkpoint is chosen by it (that would select the model on the test split). `checkpoints/last.pt`
+(resume) is the one checkpoint, loads with `torch.load(weights_only=True)`, and is what evaluation uses.
 """
 
 from __future__ import annotations
@@ -209,7 +210,8 @@ def _eval_loader(cfg: FinetuneConfig, store, dist_info: DistInfo):
 
 def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pretrained: str | Path | None = None,
              resume: bool = False, dist_info: DistInfo | None = None, epoch_hook=None) -> dict:
-    """Fine-tune and evaluate every epoch; returns {"best_top1", "last_top1", "epochs", "run_dir"}."""
+    """Fine-tune and evaluate every epoch (the test top-1 only as a monitoring curve); returns
+    {"last_top1", "epochs", "run_dir", "variant", "num_classes"}."""
     from train.data import ClipDataset, ClipSpec, ShardLocalSampler
     from train.plan import finetune_plan, format_plan
     from train.pretrain import make_augment
@@ -222,7 +224,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
         raise ConfigError("variant 'scratch' trains from random initialisation; do not pass --pretrained")
     if cfg.variant != "scratch" and pretrained is None:
         raise ConfigError(f"variant {cfg.variant!r} needs --pretrained CHECKPOINT (or use variant 'scratch')")
-    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    last_path = run_dir / "checkpoints" / "last.pt"
     if not resume and last_path.exists():
         raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume or pick a new --run-dir")
     d = cfg.data
@@ -254,11 +256,11 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     total_steps = splan["steps"]
     optimizer = build_optimizer(list(net.parameters()), [], cfg.optim, plan["global_batch"])
     scheduler = build_scheduler(optimizer, cfg.optim, total_steps, warmup_steps=splan["warmup_steps"])
-    start_epoch, best, last_top1 = 0, -1.0, None
+    start_epoch, last_top1 = 0, None
     if resume and last_path.is_file():
         ck = ckpt_mod.load(last_path)
         progress = ckpt_mod.restore(ck, model=net, optimizer=optimizer, scheduler=scheduler, path=last_path)
-        start_epoch, best = int(progress["epoch"]), float(progress["best_top1"])
+        start_epoch = int(progress["epoch"])  # an older last.pt also holds "best_top1": ignored
         last_top1 = float(progress["top1"])
         batches.position = Position(int(progress["data_epoch"]), int(progress["data_batch"]))
         log.info("fine-tune resumed from %s at epoch %d", last_path, start_epoch)
@@ -304,19 +306,14 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
                                 "data_wait_frac": timing["data_wait_frac"], "step_s": timing["step_s"]})
             metrics = evaluate_clips(model, eval_loader, eval_aug, dist_info.device, cfg.run.amp)
             last_top1 = metrics["acc/top1"]
-            improved = last_top1 > best
-            best = max(best, last_top1)
-            logger.log({"step": step, "stage": "eval", "epoch": epoch, **metrics, "best_top1": best})
+            logger.log({"step": step, "stage": "eval", "epoch": epoch, **metrics})
             if dist_info.is_main:
-                log.info("epoch %d/%d: clip top-1 %.4f (best %.4f)", epoch + 1, cfg.epochs, last_top1, best)
-                progress = {"epoch": epoch + 1, "step": step, "best_top1": best, "top1": last_top1,
+                log.info("epoch %d/%d: clip top-1 %.4f (test split, monitoring only)", epoch + 1, cfg.epochs,
+                         last_top1)
+                progress = {"epoch": epoch + 1, "step": step, "top1": last_top1,
                             "data_epoch": batches.position.epoch, "data_batch": batches.position.batch}
                 extra = {"num_classes": num_classes, "variant": cfg.variant, "model_config": to_dict(mcfg),
                          "metrics": {k: float(v) for k, v in metrics.items()}}
-                if improved:
-                    ckpt_mod.save_atomic(ckpt_mod.make_checkpoint(
-                        kind="finetune", model=net, optimizer=None, scheduler=None, progress=progress,
-                        config=to_dict(cfg), extra=extra), best_path)
                 if (epoch + 1) % cfg.run.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
                     ckpt_mod.save_atomic(ckpt_mod.make_checkpoint(
                         kind="finetune", model=net, optimizer=optimizer, scheduler=scheduler, progress=progress,
@@ -326,7 +323,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
                 epoch_hook(epoch + 1)
     finally:
         logger.close()
-    result = {"best_top1": best, "last_top1": last_top1, "epochs": cfg.epochs, "run_dir": str(run_dir),
+    result = {"last_top1": last_top1, "epochs": cfg.epochs, "run_dir": str(run_dir),
               "variant": cfg.variant, "num_classes": num_classes}
     if dist_info.is_main:
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))
@@ -334,7 +331,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
 
 
 def load_finetuned(path: str | Path, device: str | torch.device = "cpu") -> DownstreamNet:
-    """Rebuild a fine-tuned network from its checkpoint alone (`best.pt`/`last.pt`), in eval mode.
+    """Rebuild a fine-tuned network from its checkpoint alone (`last.pt`), in eval mode.
 
     Call it as `net(batch["clip"], batch["pose"][..., :2])` on an augmented batch -> logits (B, classes).
     """

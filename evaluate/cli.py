@@ -258,3 +258,63 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
     click.echo(Path(res["markdown"]).read_text(encoding="utf-8"))
     times = ", ".join(f"{k} {v:.0f} s" for k, v in runner.timings.items())
     click.echo(f"ablation: {res['markdown']}  ({time.perf_counter() - t0:.0f} s{'; ' + times if times else ''})")
+
+
+@ablate.command("benchmark")
+@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--config", default="tiny", show_default=True,
+              help="Config name (configs/pretrain/NAME.yaml, fine-tuning configs/finetune/NAME_ablation.yaml "
+                   "when it exists, else NAME.yaml) or a pretraining config file.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Pretraining/fine-tuning seeds, comma- or space-separated.")
+@click.option("--protocols", default="pose_rgb,rgb", show_default=True,
+              help="Comma-separated: pose_rgb (the f_i network), rgb (the V-Network alone).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder: seed*/..., benchmark.json, benchmark.md. Rerunning resumes it.")
+@click.option("--set-pretrain", "pretrain_overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a pretraining config value.")
+@click.option("--set-finetune", "finetune_overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a fine-tuning config value for every row.")
+@click.option("--num-clips", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Test clips per video for each row's evaluation.")
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None, help=WORKERS_HELP)
+def ablate_benchmark(store: Path, config: str, seeds: str, protocols: str, out_dir: Path,
+                     pretrain_overrides: tuple[str, ...], finetune_overrides: tuple[str, ...], num_clips: int,
+                     device: str, num_workers: int | None) -> None:
+    """Table I over several seeds and two protocols, with paired bootstrap intervals for the paper's
+    orderings; writes benchmark.json and benchmark.md (evaluate.benchmark). Resumable."""
+    import json
+    import logging
+    import shlex
+    import sys
+
+    from evaluate.benchmark import PROTOCOLS, Benchmark, benchmark_markdown, machine
+    from evaluate.rows import ablation_finetune_config, resolve_config
+    from train.checkpoint import CheckpointError
+    from train.config import ConfigError
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        seed_list = [int(s) for s in seeds.replace(",", " ").split()]
+        names = tuple(p.strip() for p in protocols.split(",") if p.strip())
+        unknown = [p for p in names if p not in PROTOCOLS]
+        if unknown or not names or not seed_list:
+            raise click.UsageError(f"--protocols: unknown {unknown}, known {list(PROTOCOLS)}; --seeds: give at least one")
+        bench = Benchmark(store=store, out_dir=out_dir, seeds=seed_list,
+                          pretrain_config=resolve_config("pretrain", config),
+                          finetune_config=ablation_finetune_config(config),
+                          pretrain_overrides=tuple(pretrain_overrides), finetune_overrides=tuple(finetune_overrides),
+                          protocols=names, num_clips=num_clips, device=device, num_workers=num_workers,
+                          echo=click.echo)
+        summary = bench.run()
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, CheckpointError, ConfigError) as e:
+        raise click.ClickException(str(e).strip("'\"")) from e
+    summary["machine"] = machine()
+    summary["seconds"] = bench.seconds
+    command = "csvr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "benchmark.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    text = benchmark_markdown(summary, command)
+    (out_dir / "benchmark.md").write_text(text, encoding="utf-8")
+    click.echo(text)
+    click.echo(f"benchmark: {out_dir / 'benchmark.md'}, {out_dir / 'benchmark.json'}")

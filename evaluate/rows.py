@@ -36,7 +36,8 @@ from evaluate import paper
 log = logging.getLogger(__name__)
 
 # paper row fine-tuning variant -> train.finetune variant
-VARIANTS = {"scratch": "scratch", "pose_only": "fd", "video_only": "fs", "concat": "concat", "integrated": "fi"}
+VARIANTS = {"scratch": "scratch", "scratch_rgb": "scratch_fs", "pose_only": "fd", "video_only": "fs", "concat": "concat",
+            "integrated": "fi"}
 # pretraining stages in the trainer's order (train.config default stages, configs/pretrain/*.yaml):
 # the video stage runs after context and starts from it (init_from: [pose, context])
 STAGE_ORDER = ("pose", "context", "video", "joint")
@@ -133,6 +134,9 @@ class RowRunner:
     batch_size: int = 16
     num_workers: int | None = None             # eval loader workers; None = default_loader_workers(None)
     threads: int | None = None                 # torch threads for the evaluation; None = as training left them
+    random_missing: bool = False               # groups the variant needs but the row's pretraining did not train
+                                               # start random (the benchmark's one-network protocols); else
+                                               # only the video-branch glue may
     per_class: dict[str, list[float | None]] = field(default_factory=dict)  # row key -> per-class accuracy
     timings: dict[str, float] = field(default_factory=dict)
     _test_batches: Any = None
@@ -280,7 +284,9 @@ class RowRunner:
                 acc.add(net(b["clip"], b["pose"][..., :2]).float().cpu().numpy(), b["label"].cpu().numpy(),
                         b["video_index"].cpu().numpy())
                 del b
-        return recognition_section(acc)
+        vids, scores, labels = acc.video_scores()
+        return {**recognition_section(acc),
+                "per_video": {"ids": vids.tolist(), "correct": (scores.argmax(axis=1) == labels).astype(int).tolist()}}
 
     def __call__(self, row: paper.AblationRow, row_dir: Path) -> dict[str, float]:
         from evaluate.checkpoints import finetune_checkpoint, load_finetuned_network, valid_groups
@@ -296,7 +302,8 @@ class RowRunner:
         overrides = list(self.finetune_overrides) + [f"variant={variant}"]
         if pretrained is not None:
             have = set(valid_groups(pretrained))
-            glue = [g for g in GLUE_GROUPS if g in VARIANT_GROUPS[variant] and g not in have]
+            allowed = (*GLUE_GROUPS, *(g for g in VARIANT_GROUPS[variant] if g not in GLUE_GROUPS and self.random_missing))
+            glue = [g for g in allowed if g in VARIANT_GROUPS[variant] and g not in have]
             if glue:  # e.g. Table I f_i (AdaIN) without the video branch: fresh integration layer
                 overrides.append(f"allow_random={json.dumps(glue)}")
         cfg = load_config(FinetuneConfig, self.finetune_config, overrides)
@@ -308,12 +315,14 @@ class RowRunner:
         t2 = time.perf_counter()
         net = load_finetuned_network(finetune_checkpoint(ft_dir), self._device())
         rec = self.evaluate(net, len(StoreInfo(self.store).classes))
+        per_video = rec.pop("per_video")
         del net
         self.per_class[row.key] = rec["per_class"]
         t3 = time.perf_counter()
         self.timings[f"row {row.key}"] = t3 - t0
         summary = {"row": row.key, "variant": variant, "pretrained": str(pretrained) if pretrained else None,
                    "finetune_config": str(self.finetune_config), "overrides": overrides, "recognition": rec,
+                   "per_video": per_video,
                    "seconds": {"checkpoint": t1 - t0, "finetune": t2 - t1, "evaluate": t3 - t2}}
         (row_dir / "eval.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         log.info("ablation row %s (%s): clip top-1 %.3f, video top-1 %.3f (fine-tune %.0f s, eval %.0f s)",

@@ -67,3 +67,35 @@ def test_summary_reads_the_row_files_in_video_order(tmp_path):
                                                                                           "correct": [0, 0, 0, 0]}}))
     with pytest.raises(ValueError, match="scored other test videos"):
         bench.summary()
+
+
+SMALL = ("batch_size=2", "data.frames=4", "data.future_frames=4", "data.crop=96", "data.input_size=32",
+         "data.num_workers=0", "data.max_iframes=2", "model.video_size=16", "model.embed_dim=16", "model.noise_dim=4",
+         "model.options.head_hidden=16", "model.options.pose_hidden=8", "model.options.gen_channels=16",
+         "model.options.disc_width=4", "run.threads=1", "run.image_every=0", "run.tensorboard=false",
+         "stages.pose.steps=2", "stages.context.steps=2", "stages.video.steps=1", "stages.joint.steps=1")
+FT = ("batch_size=2", "data.frames=4", "data.crop=96", "data.input_size=32", "data.num_workers=0", "model.embed_dim=16",
+      "model.options.head_hidden=16", "model.options.pose_hidden=8", "epochs=1", "steps_per_epoch=2",
+      "max_eval_videos=2", "run.threads=1", "run.tensorboard=false")
+
+
+def test_benchmark_runs_every_row_of_both_protocols_and_resumes(synthetic_store, tmp_path):
+    from evaluate.rows import ablation_finetune_config, resolve_config
+
+    lines: list[str] = []
+    bench = Benchmark(store=synthetic_store, out_dir=tmp_path / "b", seeds=[0], num_clips=1,
+                      pretrain_config=resolve_config("pretrain", "tiny"), finetune_config=ablation_finetune_config("tiny"),
+                      pretrain_overrides=SMALL, finetune_overrides=FT, device="cpu", num_workers=0, echo=lines.append)
+    summary = bench.run()
+    assert "9 to run" in lines[0] and lines[-1].startswith("[9/9] seed 0 rgb full") and "ETA 0 s" in lines[-1]
+    for protocol, keys in (("pose_rgb", 6), ("rgb", 3)):
+        p = summary["protocols"][protocol]
+        assert len(p["rows"]) == keys and p["num_test_videos"] == 8  # every test video of the 4-class store
+        assert all(0 <= r["mean"] <= 100 for r in p["rows"].values())
+    # the one-network protocols: every pose+RGB row fine-tuned the fi network (or concat), random where untrained
+    fd = json.loads((bench.row_dir(0, "pose_rgb", "f_d") / "eval.json").read_text())
+    assert fd["variant"] == "fi" and any("allow_random" in o and "vnet" in o for o in fd["overrides"])
+    assert json.loads((bench.row_dir(0, "rgb", "scratch") / "eval.json").read_text())["variant"] == "scratch_fs"
+    lines.clear()
+    assert bench.run()["protocols"] == summary["protocols"]   # nothing left to run, same summary
+    assert "0 to run" in lines[0] and len(lines) == 1

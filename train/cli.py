@@ -65,7 +65,7 @@ def pretrain(config_path: str, store: str, run_dir: str | None, resume: bool, ov
 @click.option("--store", required=True, type=click.Path(), help="Preprocessed store of the target dataset.")
 @click.option("--pretrained", type=click.Path(dir_okay=False), default=None,
               help="Pretraining checkpoint (RUN/checkpoints/final.pt); not for --variant scratch.")
-@click.option("--variant", type=click.Choice(["fi", "fs", "fd", "concat", "scratch"]), default=None,
+@click.option("--variant", type=click.Choice(["fi", "fs", "fd", "concat", "scratch", "scratch_fs"]), default=None,
               help="Which pretrained feature to fine-tune (default: the config's, fi).")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder to create/continue.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from checkpoints/last.pt.")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 STAGES = ("pose", "video", "context", "joint")
-VARIANTS = ("fi", "fs", "fd", "concat", "scratch")
+VARIANTS = ("fi", "fs", "fd", "concat", "scratch", "scratch_fs")
 AUGMENTATIONS = ("random_crop", "flip", "gaussian_blur", "color_jitter")
 
 
@@ -241,7 +241,7 @@ class FinetuneConfig:
     steps_per_epoch: int = 0               # 0 = one pass over the train split
     eval_clips_per_video: int = 1          # clip-level top-1 over this many uniform clips per test video
     max_eval_videos: int = 0               # 0 = the whole test split
-    variant: Literal["fi", "fs", "fd", "concat", "scratch"] = "fi"
+    variant: Literal["fi", "fs", "fd", "concat", "scratch", "scratch_fs"] = "fi"
     dropout: float = 0.3
     allow_random: list[str] = field(default_factory=list)  # module groups that may start random (Table I)
     data: DataConfig = field(default_factory=lambda: DataConfig(future_frames=0, max_iframes=0))

@@ -6,6 +6,7 @@ Variants (the ablations of Table I):
 - `fd`: the pose encoder alone (f_d)
 - `concat`: f_s and f_d concatenated then projected (the concat integration of Table I)
 - `scratch`: the `fi` network with random initialisation (no checkpoint)
+- `scratch_fs`: the `fs` network (the V-Network alone) with random initialisation (no checkpoint)
 Each ends in dropout (0.3) and a new linear classifier. A checkpoint is refused, with the reason, when
 its backbone differs from the config, when it lacks trained weights for a group the variant needs, or
 when shapes do not match.
@@ -47,7 +48,11 @@ VARIANT_GROUPS: dict[str, tuple[str, ...]] = {
     "fs": ("vnet",),
     "fd": ("pose_gen",),
     "scratch": (),
+    "scratch_fs": (),
 }
+# the network a variant builds: the scratch variants are the fi / fs networks without a checkpoint
+ARCHITECTURE = {"scratch": "fi", "scratch_fs": "fs"}
+SCRATCH_VARIANTS = tuple(ARCHITECTURE)
 # groups loaded when the checkpoint has them, else left at random init without complaint
 VARIANT_OPTIONAL: dict[str, tuple[str, ...]] = {"concat": ("motion_align",), "fd": ("motion_align",)}
 
@@ -58,34 +63,35 @@ class DownstreamNet(nn.Module):
     def __init__(self, cfg: ModelConfig, variant: str, num_classes: int, dropout: float):
         super().__init__()
         self.variant = variant
+        self.arch = arch = ARCHITECTURE.get(variant, variant)
         c = cfg.embed_dim
         head_hidden = int(_opt(cfg, "head_hidden", 512))
         pose_hidden = int(_opt(cfg, "pose_hidden", max(8, round(128 * cfg.width))))
         self.feature_layer = int(_opt(cfg, "feature_layer", None) or cfg.pose_layers)
-        uses_video = variant in ("fi", "concat", "scratch", "fs")
-        uses_pose = variant in ("fi", "concat", "scratch", "fd")
+        uses_video = arch in ("fi", "concat", "fs")
+        uses_pose = arch in ("fi", "concat", "fd")
         if uses_video:
             self.vnet = build_backbone(cfg.backbone, width=cfg.width)
-        if uses_video and variant != "fs":
+        if uses_video and arch != "fs":
             self.head_v = MLPHead(self.vnet.feature_dim, c, hidden=head_hidden)
         if uses_pose:
             # only the layers up to the feature layer: the deeper ones never reach f_d (and would get no gradient)
             self.pose_encoder = PoseEncoder(JOINTS, pose_hidden, self.feature_layer)
             self.motion_align = MotionAligner(pose_hidden, c, hidden=head_hidden)
-        if variant in ("fi", "scratch"):
+        if arch == "fi":
             self.integration = build_integration(cfg.integration, c, gamma_offset=float(cfg.options.get("gamma_offset", 1.0)))
-        elif variant == "concat":
+        elif arch == "concat":
             self.integration = build_integration("concat", c)
-        feat_dim = self.vnet.feature_dim if variant == "fs" else c
+        feat_dim = self.vnet.feature_dim if arch == "fs" else c
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(feat_dim, num_classes)
 
     def features(self, clip: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """The variant's representation before dropout and classifier."""
-        if self.variant == "fs":
+        if self.arch == "fs":
             return self.vnet.forward_pooled(clip)
         f_d = self.motion_align(self.pose_encoder(pose)[self.feature_layer - 1])
-        if self.variant == "fd":
+        if self.arch == "fd":
             return f_d
         f_s = self.head_v(self.vnet.forward_pooled(clip))
         return self.integration(f_s, f_d)
@@ -220,10 +226,10 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     dist_info = dist_info or init_from_env(cfg.run.device)
     setup_runtime(cfg.run)
     ckpt_mod.seed_everything(cfg.run.seed + dist_info.rank)
-    if cfg.variant == "scratch" and pretrained is not None:
-        raise ConfigError("variant 'scratch' trains from random initialisation; do not pass --pretrained")
-    if cfg.variant != "scratch" and pretrained is None:
-        raise ConfigError(f"variant {cfg.variant!r} needs --pretrained CHECKPOINT (or use variant 'scratch')")
+    if cfg.variant in SCRATCH_VARIANTS and pretrained is not None:
+        raise ConfigError(f"variant {cfg.variant!r} trains from random initialisation; do not pass --pretrained")
+    if cfg.variant not in SCRATCH_VARIANTS and pretrained is None:
+        raise ConfigError(f"variant {cfg.variant!r} needs --pretrained CHECKPOINT (or use variant 'scratch' / 'scratch_fs')")
     last_path = run_dir / "checkpoints" / "last.pt"
     if not resume and last_path.exists():
         raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume or pick a new --run-dir")

@@ -476,7 +476,11 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
             for arr, digest in res["sha256"].items():
                 checksums[arr][str(res["shard"])] = digest
     for arr, sums in checksums.items():
-        group[arr].attrs["shard_sha256"] = dict(sorted(sums.items(), key=lambda kv: int(kv[0])))
+        sums = dict(sorted(sums.items(), key=lambda kv: int(kv[0])))
+        ndim = len(group[arr].shape)
+        # sizes let every reader check on open, without reading the data, that each shard is whole
+        sizes = {k: (fs.size(st.shard_key(arr, int(k), ndim)) if d != "absent" else 0) for k, d in sums.items()}
+        group[arr].attrs.update({"shard_sha256": sums, "shard_bytes": sizes})
     paths = [v.path for _, v in selected]
     ids = video_ids(paths)
     cols: dict[str, list] = {c: [] for c in ("id", "path", "label", "label_name", "split1", "split2",

@@ -6,33 +6,13 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA = "csvr-store/1"
+from csvr.contracts import SCHEMA, VIDEO_COLUMNS, table_sha256  # noqa: F401  (re-exported)
+
 NUM_JOINTS = 17
 
 # frame-aligned arrays (rows = stored frames, F) and I-frame-aligned arrays (rows = I)
 FRAME_ARRAYS = ("frames", "poses/keypoints", "poses/boxes", "poses/main_actor")
 IFRAME_ARRAYS = ("iframes/images", "iframes/frame_index", "iframes/source_index", "iframes/pict_type")
-
-# per-video table: column -> numpy dtype ("str" = variable-length UTF-8)
-VIDEO_COLUMNS: dict[str, str] = {
-    "id": "str",
-    "path": "str",
-    "label": "int32",
-    "label_name": "str",
-    "split1": "str",
-    "split2": "str",
-    "split3": "str",
-    "fps": "float32",
-    "width": "int32",
-    "height": "int32",
-    "source_frames": "int32",
-    "num_frames": "int64",
-    "frame_start": "int64",
-    "num_iframes": "int64",
-    "iframe_start": "int64",
-    "status": "str",
-    "reason": "str",
-}
 
 
 class StoreError(Exception):
@@ -82,26 +62,3 @@ def read_table(group: Any) -> dict[str, np.ndarray]:
         a = group[f"videos/{col}"][:]
         out[col] = np.asarray(a, dtype=object).astype(str) if dt == "str" else np.asarray(a)
     return out
-
-
-def table_sha256(columns: dict[str, Any]) -> str:
-    """Checksum of the per-video table's values (every column of ``VIDEO_COLUMNS``, in that order).
-
-    Computed on values, not on the encoded chunks, so the writer (lists of Python values) and ``verify``
-    (``read_table``) agree: numbers as little-endian bytes of the column's dtype, strings as UTF-8 JSON.
-    """
-    import hashlib
-    import json
-
-    h = hashlib.sha256()
-    for col, dt in VIDEO_COLUMNS.items():
-        values = columns[col]
-        h.update(f"{col}:{dt}:{len(values)}\n".encode())
-        if dt == "str":
-            h.update(json.dumps([str(v) for v in values], ensure_ascii=False).encode("utf-8"))
-        else:
-            a = np.asarray(values, dtype=np.dtype(dt).newbyteorder("<")) if len(values) else \
-                np.zeros(0, np.dtype(dt).newbyteorder("<"))
-            h.update(np.ascontiguousarray(a).tobytes())
-        h.update(b"\n")
-    return h.hexdigest()

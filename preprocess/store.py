@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from csvr.contracts import shard_key  # noqa: F401  (re-exported: the writer names shards by it)
 from preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, VIDEO_COLUMNS, array_specs
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,6 @@ def create_arrays(group: Any, F: int, I: int, frame_size: tuple[int, int], max_p
             name, shape=(rows, *row), dtype=dtype, chunks=(chunk, *row), shards=(shard, *row),
             compressors=comp, fill_value=fill.get(name, 0), overwrite=True,
         )
-
-
-def shard_key(name: str, index: int, ndim: int) -> str:
-    """Store key of shard ``index`` of array ``name`` (default v3 chunk key encoding, '/' separator)."""
-    return posixpath.join(name, "c", *([str(index)] + ["0"] * (ndim - 1)))
 
 
 def normalize_url(out: Any) -> str:

@@ -46,6 +46,8 @@ class DataConfig:
     pin_memory: bool = True
     augment: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
     allow_incomplete: bool = False
+    verify_checksums: bool = False        # hash every shard against its recorded sha256 when the store is
+                                          # opened (docs/store.md: cost); sizes and the table are always checked
 
     def validate(self, where: str) -> None:
         _positive(where, frames=self.frames, stride=self.stride, crop=self.crop)

@@ -218,7 +218,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
              resume: bool = False, dist_info: DistInfo | None = None, epoch_hook=None) -> dict:
     """Fine-tune and evaluate every epoch (the test top-1 only as a monitoring curve); returns
     {"last_top1", "epochs", "run_dir", "variant", "num_classes"}."""
-    from train.data import ClipDataset, ClipSpec, ShardLocalSampler
+    from train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader
     from train.plan import finetune_plan, format_plan
     from train.pretrain import make_augment
 
@@ -235,7 +235,8 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
         raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume or pick a new --run-dir")
     d = cfg.data
     spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=0, max_iframes=0, crop=d.crop)  # reader-side crop
-    ds = ClipDataset(store, split="train", split_index=d.split_index, spec=spec, allow_incomplete=d.allow_incomplete)
+    reader = StoreReader(store, allow_incomplete=d.allow_incomplete, verify_checksums=d.verify_checksums)
+    ds = ClipDataset(reader, split="train", split_index=d.split_index, spec=spec)
     classes = ds.reader.attrs.get("classes") or []
     num_classes = max(len(classes), int(ds.reader.videos["label"].max()) + 1)
     mcfg = model_config_for(cfg, pretrained)

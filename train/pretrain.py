@@ -53,7 +53,7 @@ def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, spli
                stage: str | None = None):
     """The training dataset (reading what `stage` uses; None: everything), its rank-split sampler and
     the on-device augmentation."""
-    from train.data import ClipDataset, ClipSpec, ShardLocalSampler
+    from train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader
 
     d = cfg.data
     # the random crop is drawn in the reader (same distribution as ClipAugment's; it then maps poses with
@@ -61,7 +61,8 @@ def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, spli
     spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=d.future_frames, max_iframes=d.max_iframes,
                     crop=d.crop)
     spec = dataclasses.replace(spec, **STAGE_SKIPS.get(stage, {}))
-    ds = ClipDataset(store, split=split, split_index=d.split_index, spec=spec, allow_incomplete=d.allow_incomplete)
+    reader = StoreReader(store, allow_incomplete=d.allow_incomplete, verify_checksums=d.verify_checksums)
+    ds = ClipDataset(reader, split=split, split_index=d.split_index, spec=spec)
     sampler = ShardLocalSampler(ds, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
                                 seed=cfg.run.seed, drop_last=True)
     augment = make_augment(d.augment, d.crop, train=True, input_size=d.input_size, pose_norm=d.pose_norm,

@@ -10,11 +10,11 @@ from .augment import COCO_FLIP_PERM, KINETICS_MEAN, KINETICS_STD, POSE_NORMS, Cl
 from .dataset import ClipDataset, EvalClipDataset, SampleBatch, collate_samples, sample_seed
 from .sampler import ShardLocalSampler
 from .sampling import ClipSpec
-from .store import SCHEMA, StoreError, StoreReader, open_group
+from .store import SCHEMA, StoreError, StoreReadError, StoreReader, open_group
 from .threaded import ThreadedLoader
 
 __all__ = [
     "COCO_FLIP_PERM", "KINETICS_MEAN", "KINETICS_STD", "POSE_NORMS", "SCHEMA", "ClipAugment", "ClipDataset", "ClipSpec",
-    "EvalClipDataset", "SampleBatch", "ShardLocalSampler", "StoreError", "StoreReader", "collate_samples", "normalize_person_poses", "open_group", "sample_seed",
+    "EvalClipDataset", "SampleBatch", "ShardLocalSampler", "StoreError", "StoreReadError", "StoreReader", "collate_samples", "normalize_person_poses", "open_group", "sample_seed",
     "ThreadedLoader",
 ]

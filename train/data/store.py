@@ -1,7 +1,10 @@
 """Read-only access to a `csvr-store/1` Zarr store for the training input side.
 
-The store is validated once (schema, completeness, required arrays) where the reader is built; the
-video table and the small per-I-frame index are held in memory. The Zarr group itself is opened lazily,
+The store is validated once where the reader is built: schema, completeness, required arrays, the per-video
+table against its recorded checksum and the arrays' extents, and every shard the writer recorded as written
+present with its recorded size (optionally its recorded sha256: `verify_checksums`). The video table and the
+small per-I-frame index are held in memory. A failed read raises `StoreReadError` naming the array, the
+shard file(s), the rows and the videos. The Zarr group itself is opened lazily,
 on first read, in whichever process reads: a `StoreReader` pickles without any open handle, so each
 DataLoader worker opens its own. Reads touch only the chunks that hold the requested rows.
 """
@@ -16,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from csvr.contracts import SCHEMA, VIDEO_COLUMNS, sha256_file, shard_key, table_sha256
+
 log = logging.getLogger(__name__)
 
-SCHEMA = "csvr-store/1"
 KNOWN_SCHEMAS = (SCHEMA,)
 
 # name -> (ndim, dtype kind) checked at open time
@@ -36,6 +40,11 @@ READ_MODES = ("index", "range", "auto")
 
 class StoreError(ValueError):
     """A store that this reader cannot or must not read (missing, incomplete, unknown schema, malformed)."""
+
+
+class StoreReadError(StoreError):
+    """A read of stored rows failed (an undecodable or damaged shard); the message names the array, the
+    shard file(s), the rows and the videos they belong to."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ class StoreReader:
     """
 
     def __init__(self, path: str | Path, *, allow_incomplete: bool = False, read_mode: str = "auto",
-                 direct: bool = True, mmap: bool = True) -> None:
+                 direct: bool = True, mmap: bool = True, verify_checksums: bool = False) -> None:
         if read_mode not in READ_MODES:
             raise ValueError(f"read_mode must be one of {READ_MODES}, got {read_mode!r}")
         self.path = str(path)
@@ -155,6 +164,8 @@ class StoreReader:
         self.frame_step = int((self.attrs.get("options") or {}).get("frame_step", 1) or 1)
         self.iframe_frame_index = np.asarray(group["iframes/frame_index"][:], dtype=np.int64)
         self._check_table()
+        self.shard_rows_of: dict[str, int] = {}
+        self._check_recorded(group, verify_checksums)
         self._arrays: dict[str, Any] = {}
         self._direct: dict[str, Any] = {}
         self._setup_pid = -1
@@ -189,6 +200,68 @@ class StoreReader:
         iend = v["iframe_start"] + v["num_iframes"]
         if ok.any() and int(iend[ok].max()) > len(self.iframe_frame_index):
             raise StoreError(f"store {self.path}: I-frame table rows exceed iframes/frame_index")
+
+    def _check_recorded(self, group: Any, verify_checksums: bool) -> None:
+        """The table against its recorded checksum; every recorded shard present with its recorded size
+        (and sha256 when `verify_checksums`). Stores written before a record existed skip that check."""
+        want = self.attrs.get("table_sha256")
+        if want is not None and all(c in self.videos.columns for c in VIDEO_COLUMNS):
+            got = table_sha256(self.videos.columns)
+            if got != want:
+                raise StoreError(f"store {self.path}: per-video table checksum mismatch (recorded {want[:12]}, "
+                                 f"found {got[:12]}): labels, splits, paths or offsets changed since the store was "
+                                 f"written; `csvr shards verify {self.path}` lists the damage")
+        local = "://" not in self.path
+        for name in REQUIRED_ARRAYS:
+            arr = group[name]
+            rows = int((arr.shards or arr.chunks)[0])
+            self.shard_rows_of[name] = rows
+            sums = arr.attrs.get("shard_sha256")
+            if sums is None or not local:
+                continue
+            sizes = arr.attrs.get("shard_bytes") or {}
+            for k in range((arr.shape[0] + rows - 1) // rows):
+                digest = sums.get(str(k))
+                lo, hi = k * rows, min(arr.shape[0], (k + 1) * rows)
+                where = f"array {name!r} shard {k} ({Path(self.path) / shard_key(name, k, arr.ndim)}), {self._span(name, lo, hi)}"
+                if digest is None:
+                    if self.allow_incomplete:
+                        continue
+                    raise StoreError(f"store {self.path}: {where} has no record of being written")
+                if digest == "absent":
+                    continue
+                f = Path(self.path) / shard_key(name, k, arr.ndim)
+                if not f.is_file():
+                    raise StoreError(f"store {self.path}: {where} is recorded as written but its file is missing "
+                                     "(it would read as fill values)")
+                size, want_size = f.stat().st_size, sizes.get(str(k))
+                if want_size is not None and size != int(want_size):
+                    raise StoreError(f"store {self.path}: {where} is {size} bytes, recorded {want_size}: truncated "
+                                     "or replaced after it was written")
+                if verify_checksums and sha256_file(f) != digest:
+                    raise StoreError(f"store {self.path}: {where} checksum mismatch (recorded {digest[:12]}): "
+                                     "changed after it was written")
+
+    def _span(self, name: str, lo: int, hi: int) -> str:
+        """'rows lo..hi-1 (videos a, b, ...)' for rows [lo, hi) of array `name`."""
+        v = self.videos
+        if name.startswith("iframes/"):
+            start, count = v["iframe_start"], v["num_iframes"]
+        else:
+            start, count = v["frame_start"], v["num_frames"]
+        hit = np.flatnonzero((v["status"] == "ok") & (count > 0) & (start < hi) & (start + count > lo))
+        ids = [str(v["id"][i]) for i in hit[:3]] + ([f"and {len(hit) - 3} more"] if len(hit) > 3 else [])
+        return f"rows {lo}..{hi - 1} (video{'s' if len(hit) != 1 else ''} {', '.join(ids) or 'none'})"
+
+    def _read_error(self, name: str, rows: list[int] | np.ndarray, exc: Exception) -> StoreReadError:
+        rows = np.asarray(rows, dtype=np.int64)
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        per = self.shard_rows_of.get(name) or int((self.array(name).shards or self.array(name).chunks)[0])
+        ndim = len(self.array(name).shape)
+        files = ", ".join(str(Path(self.path) / shard_key(name, int(k), ndim)) for k in np.unique(rows // per))
+        return StoreReadError(f"store {self.path}: reading array {name!r} {self._span(name, lo, hi)} from shard "
+                              f"file(s) {files} failed: {type(exc).__name__}: {exc}; `csvr shards verify "
+                              f"{self.path}` lists the damage")
 
     # -- pickling: never ship open handles to workers ------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -241,6 +314,14 @@ class StoreReader:
         lo, hi = int(uniq[0]), int(uniq[-1])
         if lo < 0 or hi >= arr.shape[0]:
             raise IndexError(f"store {self.path}: rows {lo}..{hi} out of range for {name} ({arr.shape[0]} rows)")
+        try:
+            data = self._read_unique(name, arr, uniq)
+        except Exception as exc:  # an undecodable / damaged shard: name it
+            raise self._read_error(name, uniq, exc) from exc
+        return data if len(uniq) == len(rows) and (uniq == rows).all() else data[inverse]
+
+    def _read_unique(self, name: str, arr: Any, uniq: np.ndarray) -> np.ndarray:
+        lo, hi = int(uniq[0]), int(uniq[-1])
         direct = self.direct_reader(name) if self.read_mode != "index" else None
         if direct is not None:
             data = direct.read(uniq)
@@ -253,7 +334,7 @@ class StoreReader:
             cuts = np.flatnonzero(np.diff(uniq) > max_gap) + 1
             parts = [arr[int(r[0]):int(r[-1]) + 1][r - r[0]] for r in np.split(uniq, cuts)]
             data = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return data if len(uniq) == len(rows) and (uniq == rows).all() else data[inverse]
+        return data
 
     def read_rows_into(self, name: str, rows: list[int] | np.ndarray, out: np.ndarray,
                        window: tuple[slice, slice] | None = None) -> None:
@@ -271,7 +352,10 @@ class StoreReader:
         if min(rl) < 0 or max(rl) >= n:
             raise IndexError(f"store {self.path}: rows {min(rl)}..{max(rl)} out of range for {name} ({n} rows)")
         if direct is not None:
-            direct.read_into(rl, out, window)
+            try:
+                direct.read_into(rl, out, window)
+            except Exception as exc:  # an undecodable / damaged shard: name it
+                raise self._read_error(name, rl, exc) from exc
             return
         data = self.read_rows(name, np.asarray(rl, dtype=np.int64))
         out[...] = data if window is None else data[:, window[0], window[1]]

@@ -1,0 +1,69 @@
+"""What the stages agree on about a store, defined once: the schema name, the per-video table's columns,
+the table checksum, shard file names and file checksums. Every stage imports it; it imports no stage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "csvr-store/1"
+
+# per-video table: column -> numpy dtype ("str" = variable-length UTF-8)
+VIDEO_COLUMNS: dict[str, str] = {
+    "id": "str",
+    "path": "str",
+    "label": "int32",
+    "label_name": "str",
+    "split1": "str",
+    "split2": "str",
+    "split3": "str",
+    "fps": "float32",
+    "width": "int32",
+    "height": "int32",
+    "source_frames": "int32",
+    "num_frames": "int64",
+    "frame_start": "int64",
+    "num_iframes": "int64",
+    "iframe_start": "int64",
+    "status": "str",
+    "reason": "str",
+}
+
+
+def table_sha256(columns: dict[str, Any]) -> str:
+    """Checksum of the per-video table's values (every column of ``VIDEO_COLUMNS``, in that order).
+
+    Computed on values, not on the encoded chunks, so the writer (lists of Python values) and every
+    reader agree: numbers as little-endian bytes of the column's dtype, strings as UTF-8 JSON.
+    """
+    h = hashlib.sha256()
+    for col, dt in VIDEO_COLUMNS.items():
+        values = columns[col]
+        h.update(f"{col}:{dt}:{len(values)}\n".encode())
+        if dt == "str":
+            h.update(json.dumps([str(v) for v in values], ensure_ascii=False).encode("utf-8"))
+        else:
+            a = np.asarray(values, dtype=np.dtype(dt).newbyteorder("<")) if len(values) else \
+                np.zeros(0, np.dtype(dt).newbyteorder("<"))
+            h.update(np.ascontiguousarray(a).tobytes())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def shard_key(name: str, index: int, ndim: int) -> str:
+    """Store key of shard ``index`` of array ``name`` (default v3 chunk key encoding, '/' separator)."""
+    return posixpath.join(name, "c", *([str(index)] + ["0"] * (ndim - 1)))
+
+
+def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
+    """sha256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()

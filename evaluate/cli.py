@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from csvr.cli import json_option, write_json
 from evaluate.metrics import RETRIEVAL_KS
 
 
@@ -54,8 +54,7 @@ def report_cmd(run_dir: Path, groups: Path | None, out_dir: Path | None) -> None
 @click.option("--gallery", default="train", show_default=True, help="Split searched (training videos).")
 @click.option("--queries", default="test", show_default=True, help="Split of the query videos.")
 @click.option("--ks", default=",".join(map(str, RETRIEVAL_KS)), show_default=True, help="Comma-separated k values.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the result as JSON.")
+@json_option()
 def retrieval_cmd(features: Path, gallery: str, queries: str, ks: str, json_out: Path | None) -> None:
     """R@k video retrieval from a features file (HDF5 written by `csvr evaluate run`)."""
     from evaluate.features import read_attrs, read_features
@@ -72,8 +71,7 @@ def retrieval_cmd(features: Path, gallery: str, queries: str, ks: str, json_out:
         click.echo(f"R@{k:<3} {100 * v:6.2f}%")
     click.echo(f"({res['num_queries']} queries, {res['num_gallery']} gallery videos)")
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(json_out, res, indent=2)
 
 
 @evaluate.command("run")
@@ -87,7 +85,7 @@ def retrieval_cmd(features: Path, gallery: str, queries: str, ks: str, json_out:
 @click.option("--groups", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="JSON with 'groups' class -> motion|context|both (e.g. data/synthetic/synthetic.json).")
 @click.option("--num-clips", default=10, show_default=True, help="Clips per video (uniformly spread).")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, help="Clips per evaluation batch.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help=THREADS_HELP)
 @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None, help=WORKERS_HELP)
@@ -101,7 +99,6 @@ def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, o
     from evaluate.run import evaluate_checkpoints
     from evaluate.seams import SeamNotConnected, eval_threads, loader_workers, resolve_device
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if pretrain_run is None and finetune_run is None:
         raise click.UsageError("give --pretrain-run and/or --finetune-run")
     t0 = time.perf_counter()
@@ -169,12 +166,9 @@ def ablate_table(results: Path, out: Path | None) -> None:
 @ablate.command("seeds")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write Markdown here too.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the per-row mean/min/max here.")
+@json_option(help="Write the per-row mean/min/max as JSON to PATH; '-' = stdout (then nothing else goes to stdout).")
 def ablate_seeds(results: tuple[Path, ...], out: Path | None, json_out: Path | None) -> None:
     """Mean and range over seeds of several ablation runs' results.json (one per seed)."""
-    import json
-
     from evaluate.seeds import load_seed_results, seeds_markdown, summarize
 
     try:
@@ -184,20 +178,23 @@ def ablate_seeds(results: tuple[Path, ...], out: Path | None, json_out: Path | N
     text = seeds_markdown(summary, [p.parent.parent.name if p.parent.name == "ablation" else p.parent.name
                                     for p in results])
     click.echo(text)
-    for path, body in ((out, text), (json_out, json.dumps(summary, indent=2))):
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(body, encoding="utf-8")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    if json_out:
+        write_json(json_out, summary, indent=2)
 
 
 @ablate.command("run")
-@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The csvr-store/1 Zarr store the rows pretrain, fine-tune and evaluate on.")
 @click.option("--config", required=True,
               help="Config name (configs/pretrain/NAME.yaml; fine-tuning: configs/finetune/NAME_ablation.yaml "
                    "when it exists, else NAME.yaml) or a pretraining config file.")
 @click.option("--finetune-config", default=None, help="Fine-tuning config name or file (overrides the default above).")
 @click.option("--tables", default="I", show_default=True, help="Comma-separated: I, III, IV, V.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder: one sub-folder per row, results.json, ablation.md. Rerunning resumes it.")
 @click.option("--pretrain-run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Reuse this staged pretraining run (e.g. the demo's) instead of pretraining one in OUT/pretrain.")
 @click.option("--set-pretrain", "pretrain_overrides", multiple=True, metavar="KEY=VALUE",
@@ -222,7 +219,6 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
                num_workers: int | None) -> None:
     """Pretrain + fine-tune + evaluate every row of the tables; writes results.json and ablation.md
     (clip- and video-level top-1 beside the paper's numbers). Resumable: finished rows are kept."""
-    import logging
     import time
 
     from evaluate.ablation import run_ablation
@@ -231,7 +227,6 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
     from evaluate.rows import RowRunner, ablation_finetune_config, resolve_config
     from evaluate.seams import SeamNotConnected, StoreInfo, eval_threads
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     overrides = tuple(finetune_overrides) + ((f"epochs={epochs}",) if epochs is not None else ())
     try:
@@ -261,7 +256,8 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
 
 
 @ablate.command("benchmark")
-@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--store", required=True, type=click.Path(exists=True, path_type=Path),
+              help="The csvr-store/1 Zarr store the rows pretrain, fine-tune and evaluate on.")
 @click.option("--config", default="tiny", show_default=True,
               help="Config name (configs/pretrain/NAME.yaml, fine-tuning configs/finetune/NAME_ablation.yaml "
                    "when it exists, else NAME.yaml) or a pretraining config file.")
@@ -284,7 +280,6 @@ def ablate_benchmark(store: Path, config: str, seeds: str, protocols: str, out_d
     """Table I over several seeds and two protocols, with paired bootstrap intervals for the paper's
     orderings; writes benchmark.json and benchmark.md (evaluate.benchmark). Resumable."""
     import json
-    import logging
     import shlex
     import sys
 
@@ -293,7 +288,6 @@ def ablate_benchmark(store: Path, config: str, seeds: str, protocols: str, out_d
     from train.checkpoint import CheckpointError
     from train.config import ConfigError
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         seed_list = [int(s) for s in seeds.replace(",", " ").split()]
         names = tuple(p.strip() for p in protocols.split(",") if p.strip())

@@ -8,7 +8,6 @@ disk per stored frame; and from these an estimate for UCF101 on a 16-core node.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -19,6 +18,8 @@ from typing import Any
 
 import click
 import numpy as np
+
+from csvr.cli import json_option, write_json
 
 log = logging.getLogger(__name__)
 
@@ -204,14 +205,16 @@ def _cluster_startup(workers: int) -> float:
 
 
 @click.command("preprocess")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write results here.")
+@json_option()
 @click.option("--root", type=click.Path(path_type=Path), default=None,
               help="An existing synthetic dataset (default: generate one in a temp dir).")
 @click.option("--classes", type=int, default=4, show_default=True, help="Synthetic classes to generate.")
-@click.option("--videos-per-class", type=int, default=3, show_default=True)
+@click.option("--videos-per-class", type=int, default=3, show_default=True,
+              help="Synthetic videos per class to generate.")
 @click.option("--real-clips", type=click.Path(path_type=Path), default=None,
               help="Folder of real clips (default ../shared/data/real-clips when present).")
-@click.option("--policy", type=click.Choice(["native", "reencode"]), default="reencode", show_default=True)
+@click.option("--policy", type=click.Choice(["native", "reencode"]), default="reencode", show_default=True,
+              help="I-frame policy of the pipeline runs (the other one is timed once too).")
 @click.option("--skip-scaling", is_flag=True, help="Only the 1-worker pipeline run.")
 def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, videos_per_class: int,
                      real_clips: Path | None, policy: str, skip_scaling: bool) -> None:
@@ -311,9 +314,7 @@ def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, vid
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=1))
-        click.echo(f"wrote {json_out}")
+        write_json(json_out, res, indent=1, announce=True)
 
 
 __all__ = ["bench_preprocess", "bench_iframes", "bench_pose", "bench_compressors", "bench_parts",

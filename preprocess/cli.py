@@ -31,22 +31,25 @@ def parse_size(text: str) -> tuple[int, int]:
               help="Dask LocalCluster worker processes (0 = run in this process, no Dask).")
 @click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (overrides --workers).")
 @click.option("--pose", type=click.Choice(["yolo", "groundtruth", "openpifpaf"]), default="yolo",
-              show_default=True)
+              show_default=True, help="2D pose backend: YOLO11n-pose (shipped weights), the synthetic "
+              "dataset's ground truth, or OpenPifPaf (docs/pose.md).")
 @click.option("--pose-option", "pose_option", multiple=True, metavar="KEY=VALUE",
               help="Keyword option of the pose backend (repeatable), e.g. checkpoint=/path.")
 @click.option("--iframe-policy", type=click.Choice(["native", "reencode"]), default="reencode",
               show_default=True, help="I-frames of the stream as is, or of an MPEG-4 re-encode with --gop.")
-@click.option("--gop", type=int, default=12, show_default=True)
+@click.option("--gop", type=int, default=12, show_default=True,
+              help="Frames between I-frames of the re-encode (--iframe-policy reencode).")
 @click.option("--frame-step", type=int, default=1, show_default=True, help="Keep every k-th source frame.")
 @click.option("--size", "size", default="128x171", show_default=True, help="Stored frame size HxW.")
-@click.option("--max-people", type=int, default=2, show_default=True)
+@click.option("--max-people", type=int, default=2, show_default=True,
+              help="People stored per frame (P of poses/*; YOLO keeps the most confident).")
 @click.option("--split", type=int, default=None, help="Only videos in train/test of this split.")
 @click.option("--limit", type=int, default=None, help="Only the first N selected videos.")
 @click.option("--shard-frames", type=int, default=4096, show_default=True, help="Frames per shard.")
 @click.option("--codec", type=click.Choice(["lz4", "lz4-bitshuffle", "zstd", "none"]), default="none",
               show_default=True, help="Blosc compressor of the frame arrays.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with other options.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (also under csvr -q).")
 @click.option("--follow-links", is_flag=True,
               help="Read videos whose path resolves (through symlinks) outside --root; refused by default.")
 def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str | None, pose: str,
@@ -54,6 +57,7 @@ def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str 
                max_people: int, split: int | None, limit: int | None, shard_frames: int, codec: str,
                overwrite: bool, no_progress: bool, follow_links: bool) -> None:
     """Turn DATASET's videos under --root into a sharded Zarr store at --out (rerun to resume)."""
+    from csvr.cli import progress_disabled
     from data_manifests import build_manifest
     from preprocess.pipeline import preprocess_dataset
     from preprocess.schema import StoreError
@@ -80,7 +84,7 @@ def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str 
             manifest, out, pose=pose, pose_options=pose_options, workers=workers, scheduler=scheduler,
             frame_size=frame_size, frame_step=frame_step, iframe_policy=iframe_policy, gop=gop,
             max_people=max_people, split=split, limit=limit, shard_frames=shard_frames, codec=codec,
-            overwrite=overwrite, progress=not no_progress, follow_links=follow_links)
+            overwrite=overwrite, progress=not (no_progress or progress_disabled()), follow_links=follow_links)
     except (StoreError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=1))

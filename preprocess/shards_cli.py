@@ -1,9 +1,9 @@
-"""``csvr shards info|ls|show|verify|preview STORE``: inspect a csvr-store/1 store (``--json`` for machines)."""
+"""``csvr shards info|ls|show|verify|preview STORE``: inspect a csvr-store/1 store (``--json PATH`` or
+``--json -`` for machines)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import click
 import numpy as np
 
+from csvr.cli import is_stdout, json_option, write_json
 from preprocess.schema import (FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, VIDEO_COLUMNS, StoreError, read_table,
                                table_sha256)
 
@@ -28,8 +29,12 @@ def _open(store: str, allow_incomplete: bool = True):
         raise click.ClickException(str(exc)) from exc
 
 
-def _emit(obj: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(obj, indent=1, default=str) if as_json else text)
+def _emit(obj: Any, json_out: Path | None, text: str) -> None:
+    """The text on stdout, and the JSON document to --json PATH; with --json - only the JSON, on stdout."""
+    if not is_stdout(json_out):
+        click.echo(text)
+    if json_out is not None:
+        write_json(json_out, obj, indent=1)
 
 
 def _fs(store: str):
@@ -65,8 +70,8 @@ def shards() -> None:
 
 @shards.command("info")
 @click.argument("store")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info(store: str, as_json: bool) -> None:
+@json_option()
+def info(store: str, json_out: Path | None) -> None:
     """Schema, options, counts, sizes on disk, compression ratio and failures."""
     group = _open(store)
     fs = _fs(store)
@@ -102,7 +107,7 @@ def info(store: str, as_json: bool) -> None:
                      f"shards {tuple(a['shards'])[:1]}  {a['bytes_on_disk'] / 1e6:8.2f} MB  ratio {a['ratio']}")
     for f in s.get("failures", []):
         lines.append(f"failed: {f['path']}: {f['reason']}")
-    _emit(out, as_json, "\n".join(lines))
+    _emit(out, json_out, "\n".join(lines))
 
 
 @shards.command("ls")
@@ -111,11 +116,12 @@ def info(store: str, as_json: bool) -> None:
 @click.option("--subset", type=click.Choice(["train", "test", "unused"]), default=None,
               help="Membership in --split (default split 1).")
 @click.option("--label", default=None, help="Class name.")
-@click.option("--status", type=click.Choice(["ok", "failed"]), default=None)
-@click.option("--limit", type=int, default=None)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--status", type=click.Choice(["ok", "failed"]), default=None,
+              help="Only videos with this status (failed: recorded with a reason, no frames).")
+@click.option("--limit", type=int, default=None, help="At most this many videos (the first that match).")
+@json_option()
 def ls(store: str, split: int | None, subset: str | None, label: str | None, status: str | None,
-       limit: int | None, as_json: bool) -> None:
+       limit: int | None, json_out: Path | None) -> None:
     """Videos with label, split, frames, I-frames and pose coverage."""
     group = _open(store)
     t = read_table(group)
@@ -142,14 +148,14 @@ def ls(store: str, split: int | None, subset: str | None, label: str | None, sta
                      f"{r['num_frames']:6d} {r['num_iframes']:7d} {r['pose_coverage']:5.2f} {r['status']}"
                      + (f" ({r['reason']})" if r["reason"] else ""))
     lines.append(f"{len(rows)} videos")
-    _emit(rows, as_json, "\n".join(lines))
+    _emit(rows, json_out, "\n".join(lines))
 
 
 @shards.command("show")
 @click.argument("store")
 @click.argument("video")
-@click.option("--json", "as_json", is_flag=True)
-def show(store: str, video: str, as_json: bool) -> None:
+@json_option()
+def show(store: str, video: str, json_out: Path | None) -> None:
     """One video's record (VIDEO: id, path or row number)."""
     group = _open(store)
     t = read_table(group)
@@ -163,7 +169,7 @@ def show(store: str, video: str, as_json: bool) -> None:
         i0, ni = int(t["iframe_start"][k]), int(t["num_iframes"][k])
         rec["iframe_frame_index"] = group["iframes/frame_index"][i0:i0 + ni].tolist()
         rec["iframe_source_index"] = group["iframes/source_index"][i0:i0 + ni].tolist()
-    _emit(rec, as_json, "\n".join(f"{key:20s} {val}" for key, val in rec.items()))
+    _emit(rec, json_out, "\n".join(f"{key:20s} {val}" for key, val in rec.items()))
 
 
 def _rows(lo: int, hi: int) -> str:
@@ -357,8 +363,8 @@ def _check_table(group, t, skip: set[str] = frozenset()) -> list[str]:
 
 @shards.command("verify")
 @click.argument("store")
-@click.option("--json", "as_json", is_flag=True)
-def verify(store: str, as_json: bool) -> None:
+@json_option()
+def verify(store: str, json_out: Path | None) -> None:
     """Read every chunk, check recorded checksums and table/array consistency (exit 1 on any problem)."""
     try:
         problems, stats = verify_store(store)
@@ -368,7 +374,7 @@ def verify(store: str, as_json: bool) -> None:
     text = "\n".join([f"PROBLEM: {x}" for x in problems] + [f"note: {x}" for x in stats.get("notes", [])] +
                      [f"{store}: {'OK' if not problems else f'{len(problems)} problem(s)'} "
                       f"({stats.get('shards_checked', 0)} shards, {stats.get('rows_read', 0)} rows read)"])
-    _emit(out, as_json, text)
+    _emit(out, json_out, text)
     if problems:
         raise SystemExit(1)
 
@@ -412,8 +418,8 @@ def render_frames(group, k: int, t, max_frames: int = 16, every: int | None = No
 @click.argument("video")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="F.png (grid) or F.gif.")
 @click.option("--frames", "max_frames", type=int, default=16, show_default=True, help="Frames in a PNG grid.")
-@click.option("--json", "as_json", is_flag=True)
-def preview(store: str, video: str, out: Path, max_frames: int, as_json: bool) -> None:
+@json_option()
+def preview(store: str, video: str, out: Path, max_frames: int, json_out: Path | None) -> None:
     """Frames with the main actor's pose drawn and I-frames outlined (PNG grid or animated GIF)."""
     from PIL import Image
 
@@ -435,5 +441,5 @@ def preview(store: str, video: str, out: Path, max_frames: int, as_json: bool) -
         grid.save(out)
     else:
         raise click.ClickException(f"--out must end in .png or .gif, got {out}")
-    _emit({"video": t["id"][k], "out": str(out), "frames": len(ims)}, as_json,
+    _emit({"video": t["id"][k], "out": str(out), "frames": len(ims)}, json_out,
           f"wrote {out} ({len(ims)} frames of {t['id'][k]})")

@@ -31,7 +31,7 @@ def test_preprocess_synthetic_then_verify(synth, tmp_path):
     assert summary["pose_coverage"] > 0.9
     v = CliRunner().invoke(shards, ["verify", str(store)])
     assert v.exit_code == 0, v.output
-    info = json.loads(CliRunner().invoke(shards, ["info", str(store), "--json"]).output)
+    info = json.loads(CliRunner().invoke(shards, ["info", str(store), "--json", "-"]).stdout)
     assert info["options"]["limit"] == 3 and info["dataset"] == "synthetic"
     assert info["iframe_policy"] == {"policy": "reencode", "gop": 12}
 

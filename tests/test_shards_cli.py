@@ -33,7 +33,7 @@ def run(*args: str, code: int = 0):
 
 
 def test_info(store):
-    data = json.loads(run("info", str(store), "--json").output)
+    data = json.loads(run("info", str(store), "--json", "-").stdout)
     assert data["schema"] == "csvr-store/1" and data["complete"] is True
     assert data["summary"]["ok"] == 4 and data["summary"]["failed"] == 5
     assert data["arrays"]["frames"]["shape"] == [126, 128, 171, 3]
@@ -48,25 +48,25 @@ def test_info(store):
 
 
 def test_ls_filters(store):
-    rows = json.loads(run("ls", str(store), "--json").output)
+    rows = json.loads(run("ls", str(store), "--json", "-").stdout)
     assert len(rows) == 9
     ok = [r for r in rows if r["status"] == "ok"]
     assert all(r["pose_coverage"] == 1.0 for r in ok)
     assert [r["num_iframes"] for r in ok] == [3, 3, 3, 3]
-    beta = json.loads(run("ls", str(store), "--label", "Beta", "--json").output)
+    beta = json.loads(run("ls", str(store), "--label", "Beta", "--json", "-").stdout)
     assert {r["id"] for r in beta} == {"v_Beta_g01_c01", "v_Beta_g02_c01"}
-    test = json.loads(run("ls", str(store), "--subset", "test", "--json").output)
+    test = json.loads(run("ls", str(store), "--subset", "test", "--json", "-").stdout)
     assert {r["id"] for r in test} == {"v_Alpha_g01_c01", "v_Beta_g01_c01"}
-    failed = json.loads(run("ls", str(store), "--status", "failed", "--json").output)
+    failed = json.loads(run("ls", str(store), "--status", "failed", "--json", "-").stdout)
     assert len(failed) == 5 and all(r["reason"] for r in failed)
     assert "9 videos" in run("ls", str(store)).output
 
 
 def test_show(store):
-    rec = json.loads(run("show", str(store), "v_Beta_g02_c01", "--json").output)
+    rec = json.loads(run("show", str(store), "v_Beta_g02_c01", "--json", "-").stdout)
     assert rec["num_frames"] == 33 and rec["label_name"] == "Beta" and rec["status"] == "ok"
     assert rec["iframe_source_index"] == [0, 12, 24] and rec["pose_coverage"] == 1.0
-    same = json.loads(run("show", str(store), "UCF-101/Beta/v_Beta_g02_c01.avi", "--json").output)
+    same = json.loads(run("show", str(store), "UCF-101/Beta/v_Beta_g02_c01.avi", "--json", "-").stdout)
     assert same == rec
     res = CliRunner().invoke(shards, ["show", str(store), "nosuchvideo"])
     assert res.exit_code != 0 and "no video 'nosuchvideo'" in res.output
@@ -86,7 +86,7 @@ def test_preview(store, tmp_path):
 
 
 def test_verify_ok_and_detects_corruption(store, tmp_path):
-    out = json.loads(run("verify", str(store), "--json").output)
+    out = json.loads(run("verify", str(store), "--json", "-").stdout)
     assert out["ok"] is True and out["problems"] == [] and out["rows_read"] > 0
     bad = tmp_path / "corrupt.zarr"
     shutil.copytree(store, bad)
@@ -109,9 +109,9 @@ def test_verify_detects_table_inconsistency(store, tmp_path):
     nf = g["videos/num_frames"][:]
     nf[0] += 1
     g["videos/num_frames"][:] = nf
-    res = CliRunner().invoke(shards, ["verify", str(bad), "--json"])
+    res = CliRunner().invoke(shards, ["verify", str(bad), "--json", "-"])
     assert res.exit_code == 1
-    problems = json.loads(res.output)["problems"]
+    problems = json.loads(res.stdout)["problems"]
     assert any("frame_start" in p for p in problems) and any("table counts 127 frames" in p for p in problems)
 
 
@@ -131,7 +131,7 @@ def test_verify_unmodified_store_checks_table_checksum(store):
     import zarr
 
     assert len(zarr.open_group(str(store), mode="r").attrs["table_sha256"]) == 64
-    out = json.loads(run("verify", str(store), "--json").output)
+    out = json.loads(run("verify", str(store), "--json", "-").stdout)
     assert out["ok"] is True and out["problems"] == [] and out["notes"] == []
     assert run("verify", str(store)).output.strip().endswith("rows read)")
 
@@ -145,8 +145,8 @@ def test_verify_reports_undecodable_shard(store, tmp_path):
         data[k] ^= 0xFF
     shard.write_bytes(bytes(data))
     # catch_exceptions=False: a traceback would fail the test instead of exiting 1
-    res = run("verify", str(bad), "--json", code=1)
-    out = json.loads(res.output)
+    res = run("verify", str(bad), "--json", "-", code=1)
+    out = json.loads(res.stdout)
     assert out["ok"] is False
     dec = [p for p in out["problems"] if "cannot be decoded" in p]
     assert dec and all(p.startswith("poses/keypoints: shard 1 (poses/keypoints/c/1/0/0/0) cannot be decoded: rows 32")
@@ -167,11 +167,11 @@ def test_verify_detects_changed_label(store, tmp_path):
     lab = g["videos/label"][:]
     lab[0] = 1 - lab[0]
     g["videos/label"][:] = lab
-    out = json.loads(run("verify", str(bad), "--json", code=1).output)
+    out = json.loads(run("verify", str(bad), "--json", "-", code=1).stdout)
     assert out["problems"] and all(p.startswith("per-video table: checksum mismatch") for p in out["problems"])
     # a store written before the table checksum existed: a note, not a failure
     del g.attrs["table_sha256"]
-    out = json.loads(run("verify", str(bad), "--json").output)
+    out = json.loads(run("verify", str(bad), "--json", "-").stdout)
     assert out["ok"] is True and out["notes"] == [
         "per-video table: no table checksum recorded (store predates it); not checked"]
     assert "note: per-video table: no table checksum recorded (store predates it)" in run("verify", str(bad)).output

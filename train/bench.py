@@ -12,7 +12,6 @@ consume it).
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import tempfile
@@ -20,6 +19,8 @@ import time
 from pathlib import Path
 
 import click
+
+from csvr.cli import json_option, write_json
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int,
 
 @click.command("train")
 @click.argument("store", type=click.Path(exists=True))
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write results here.")
+@json_option()
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Base config (default: configs/pretrain/ucf101_<backbone>.yaml per backbone).")
 @click.option("--backbone", "backbones", multiple=True, help=f"Repeatable; default {list(DEFAULT_BACKBONES)}.")
@@ -145,6 +146,4 @@ def bench_train(store: str, json_out: str | None, config_path: str | None, backb
                        f"data wait {row['data_wait_frac']:.1%}  cpu {row['cpu_s_per_step_main_process']:.2f} s/step"
                        + loader)
     if json_out:
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps({"store": store, "results": rows}, indent=2))
-        click.echo(f"wrote {json_out}")
+        write_json(json_out, {"store": store, "results": rows}, indent=2, announce=True)

@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from csvr.cli import setup_logging, verbosity_options
+
 log = logging.getLogger(__name__)
 
 
@@ -121,9 +123,10 @@ def _print_plan(command: str, cfg, store: str, world_size: int | None, train_cli
 
 
 @click.group()
-def main() -> None:
-    """Entry point for `python -m train.cli` (used with torchrun)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+@verbosity_options
+def main(verbose: int, quiet: int) -> None:
+    """Entry point for `python -m train.cli` (used with torchrun); -v/-q as for `csvr`."""
+    setup_logging(verbose, quiet)
 
 
 main.add_command(pretrain)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from csvr.cli import json_option, write_json
+
 
 def _cpu_seconds() -> float:
     """CPU time of this process and its finished children (the figure that does not depend on load)."""
@@ -34,8 +36,7 @@ def _cpu_seconds() -> float:
               help="Range of video durations in seconds.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
               help="Worker processes rendering videos.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the timing summary as JSON to this file.")
+@json_option(help="Write the timing summary as JSON to PATH; '-' = stdout (then nothing else goes to stdout).")
 def synth(out: Path, videos_per_class: int, test_fraction: float, seed: int, num_classes: int, gop: int, single_iframe: bool,
           codec: str, seconds: tuple[float, float], workers: int, json_out: Path | None) -> None:
     """Generate a labelled synthetic action dataset in the UCF101 layout under OUT."""
@@ -65,4 +66,4 @@ def synth(out: Path, videos_per_class: int, test_fraction: float, seed: int, num
                f"{summary['videos_per_s']:.2f} videos/s, {summary['frames_per_s']:.0f} frames/s "
                f"with {workers} worker(s), {cpu:.1f} s of CPU -> {out}")
     if json_out is not None:
-        json_out.write_text(json.dumps(summary, indent=1) + "\n")
+        write_json(json_out, summary, indent=1)

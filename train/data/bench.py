@@ -37,7 +37,6 @@ when no preprocessed store exists); the training input itself never decodes vide
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -51,6 +50,8 @@ import click
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from csvr.cli import json_option, write_json
 
 from .dataset import ClipDataset, SampleBatch, _alloc_batch, collate_samples, sample_seed
 from .sampling import ClipSpec
@@ -865,16 +866,16 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
 
 @click.command("loader")
 @click.argument("store", type=str)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Write the results here.")
+@json_option(required=True)
 @click.option("--workers", type=int, default=2, show_default=True, help="DataLoader worker processes, every row.")
 @click.option("--batches", type=int, default=20, show_default=True, help="Timed batches (store and raw rows).")
 @click.option("--pyav-batches", type=int, default=None, help="Timed batches for the PyAV row [batches/4].")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Clips per batch, every row.")
 @click.option("--videos", "max_videos", type=int, default=64, show_default=True, help="Videos used (spread over the store).")
-@click.option("--frames", type=int, default=16, show_default=True)
-@click.option("--stride", type=int, default=4, show_default=True)
-@click.option("--crop", type=int, default=112, show_default=True)
+@click.option("--frames", type=int, default=16, show_default=True, help="Frames per clip.")
+@click.option("--stride", type=int, default=4, show_default=True,
+              help="Temporal stride between a clip's frames, in source frames.")
+@click.option("--crop", type=int, default=112, show_default=True, help="Square crop size in pixels.")
 @click.option("--video-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Dataset root of the source videos (default: the root recorded in the store).")
 @click.option("--skip-pyav", is_flag=True, help="Leave out the PyAV row (no source videos at hand).")
@@ -922,6 +923,4 @@ def bench_loader(store: str, json_out: Path, workers: int, batches: int, pyav_ba
                        raw_dir=raw_dir, pyav_batches=pyav_batches, repeats=repeats, per_item=per_item,
                        pyav_single_iframe_root=pyav_single_iframe_root, threads=threads, thread_reuse=thread_reuse,
                        training_path=training_path, train_config=train_config)
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(json.dumps(result, indent=2))
-    click.echo(f"wrote {json_out}")
+    write_json(json_out, result, indent=2, announce=True)

@@ -35,6 +35,12 @@ VIDEO_COLUMNS: dict[str, str] = {
 }
 
 
+# a video's `status` in the table: `ok` and `degraded` videos have rows in the arrays (degraded: the decoder
+# reported damage or frames are missing, with counts in `reason`); `failed` videos have none
+STATUSES = ("ok", "degraded", "failed")
+STORED_STATUSES = ("ok", "degraded")
+
+
 def table_sha256(columns: dict[str, Any]) -> str:
     """Checksum of the per-video table's values (every column of ``VIDEO_COLUMNS``, in that order).
 

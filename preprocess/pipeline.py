@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from preprocess import store as st
+from csvr.contracts import STORED_STATUSES
 from preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, StoreError, table_sha256
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Options:
     codec: str = "none"
     split: int | None = None
     limit: int | None = None
+    use_degraded: bool = True     # train on `degraded` videos (stored and listed either way; docs/store.md)
 
     def validate(self) -> None:
         H, W = self.frame_size
@@ -182,7 +184,11 @@ def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
         "iframes/source_index": ifr.source_index.astype(np.int32),
         "iframes/pict_type": ifr.pict_type.astype(np.uint8),
     })
-    meta = {"index": index, "status": "ok", "reason": "", "fps": float(dec.fps), "width": dec.width,
+    degraded = dec.degraded_reason()
+    if degraded:
+        log.warning("%s: stored as degraded: %s", path, degraded)
+    meta = {"index": index, "status": "degraded" if degraded else "ok", "reason": degraded,
+            "damage": dec.damage, "fps": float(dec.fps), "width": dec.width,
             "height": dec.height, "source_frames": dec.source_frames, "num_frames": n,
             "num_iframes": int(len(ifr.source_index)),
             "pose_coverage": float((main >= 0).mean()) if n else 0.0,
@@ -369,13 +375,15 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
                        pose_batch: int = 32, shard_frames: int = st.DEFAULT_SHARD_FRAMES,
                        shard_iframes: int | None = None, codec: str = "none", split: int | None = None,
                        limit: int | None = None, overwrite: bool = False,
-                       progress: bool = True, follow_links: bool = False) -> dict:
+                       progress: bool = True, follow_links: bool = False, use_degraded: bool = True) -> dict:
     """Preprocess the videos of ``manifest`` into the store at ``out`` (path or fsspec URL).
 
     Rerunning the same call after an interruption resumes it; a complete store is returned as is.
     ``workers=0`` runs in this process without Dask. Returns the summary (also in ``attrs['summary']``).
     A video whose path resolves (symlinks included) outside the dataset root is recorded as failed
-    with the reason, unless ``follow_links``.
+    with the reason, unless ``follow_links``. A video the decoder reports damage for (corrupt frames,
+    decoder errors, frames missing against the declared count) is stored with status ``degraded`` and the
+    reason with counts; ``use_degraded=False`` records that training should leave such videos out.
     """
     import zarr
 
@@ -386,7 +394,7 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
                 shard_frames=shard_frames,
                 shard_iframes=shard_iframes if shard_iframes is not None else max(
                     st.IFRAME_CHUNK, shard_frames // 4 // st.IFRAME_CHUNK * st.IFRAME_CHUNK),
-                codec=codec, split=split, limit=limit)
+                codec=codec, split=split, limit=limit, use_degraded=use_degraded)
     o.validate()
     root = Path(manifest.root)
     if not root.is_dir():
@@ -431,8 +439,8 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
         metas = {i: fs.read_json(f"{STAGING}/videos/{i:06d}.json") for i, _ in selected}
 
         # phase 2: shards
-        counts = [metas[i]["num_frames"] if metas[i]["status"] == "ok" else 0 for i, _ in selected]
-        icounts = [metas[i]["num_iframes"] if metas[i]["status"] == "ok" else 0 for i, _ in selected]
+        counts = [metas[i]["num_frames"] if metas[i]["status"] in STORED_STATUSES else 0 for i, _ in selected]
+        icounts = [metas[i]["num_iframes"] if metas[i]["status"] in STORED_STATUSES else 0 for i, _ in selected]
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
         istarts = np.concatenate([[0], np.cumsum(icounts)[:-1]]).astype(int).tolist()
         F, I = int(sum(counts)), int(sum(icounts))
@@ -489,7 +497,7 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
                                              "status", "reason")}
     for k, (i, v) in enumerate(selected):
         m = metas[i]
-        ok = m["status"] == "ok"
+        ok = m["status"] in STORED_STATUSES
         row = {"id": ids[k], "path": v.path, "label": v.label, "label_name": v.label_name,
                "split1": v.splits.get(1, ""), "split2": v.splits.get(2, ""), "split3": v.splits.get(3, ""),
                "fps": m["fps"], "width": m["width"], "height": m["height"],
@@ -500,15 +508,21 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
             cols[c].append(row[c])
     st.write_table(group, cols)
     table_digest = table_sha256(cols)  # checked by `csvr shards verify` (docs/store.md)
-    failed = [(v.path, metas[i]["reason"]) for i, v in selected if metas[i]["status"] != "ok"]
-    ok_metas = [metas[i] for i, _ in selected if metas[i]["status"] == "ok"]
+    failed = [(v.path, metas[i]["reason"]) for i, v in selected if metas[i]["status"] not in STORED_STATUSES]
+    degraded = [(v.path, metas[i]["reason"]) for i, v in selected if metas[i]["status"] == "degraded"]
+    ok_metas = [metas[i] for i, _ in selected if metas[i]["status"] in STORED_STATUSES]
     summary = {
-        "videos": len(selected), "ok": len(ok_metas), "failed": len(failed),
+        "videos": len(selected), "ok": len(ok_metas) - len(degraded), "degraded": len(degraded),
+        "failed": len(failed),
         "frames": F, "iframes": I,
         "pose_coverage": (float(np.average([m["pose_coverage"] for m in ok_metas],
                                            weights=[m["num_frames"] for m in ok_metas]))
                           if ok_metas and F else 0.0),
         "failures": [{"path": p, "reason": r} for p, r in failed],
+        "degraded_videos": [{"path": p, "reason": r} for p, r in degraded],
+        # what the manifest's directory scan left out (files by extension, hidden entries, folders named
+        # like videos), so that nothing is skipped without a word
+        "skipped_files": (getattr(manifest, "meta", None) or {}).get("skipped", {}),
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     group = zarr.open_group(store=url, mode="r+")

@@ -12,6 +12,7 @@ import click
 import numpy as np
 
 from csvr.cli import is_stdout, json_option, write_json
+from csvr.contracts import STORED_STATUSES
 from preprocess.schema import (FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, VIDEO_COLUMNS, StoreError, read_table,
                                table_sha256)
 
@@ -96,7 +97,7 @@ def info(store: str, json_out: Path | None) -> None:
     s = attrs.get("summary", {})
     lines = [f"store      {store}", f"schema     {out['schema']}  complete={out['complete']}",
              f"dataset    {out['dataset']}  classes={out['classes']}  manifest={str(out['manifest_sha256'])[:12]}",
-             f"videos     {s.get('videos')} ({s.get('ok')} ok, {s.get('failed')} failed)",
+             f"videos     {s.get('videos')} ({s.get('ok')} ok, {s.get('degraded', 0)} degraded, {s.get('failed')} failed)",
              f"frames     {s.get('frames')}  I-frames {s.get('iframes')}  pose coverage "
              f"{s.get('pose_coverage', 0):.3f}",
              f"frame size {out['frame_size']}  I-frame policy {out['iframe_policy']}",
@@ -116,8 +117,9 @@ def info(store: str, json_out: Path | None) -> None:
 @click.option("--subset", type=click.Choice(["train", "test", "unused"]), default=None,
               help="Membership in --split (default split 1).")
 @click.option("--label", default=None, help="Class name.")
-@click.option("--status", type=click.Choice(["ok", "failed"]), default=None,
-              help="Only videos with this status (failed: recorded with a reason, no frames).")
+@click.option("--status", type=click.Choice(["ok", "degraded", "failed"]), default=None,
+              help="Only videos with this status (degraded: stored, with the decoder's damage in the reason; "
+                   "failed: recorded with a reason, no frames).")
 @click.option("--limit", type=int, default=None, help="At most this many videos (the first that match).")
 @json_option()
 def ls(store: str, split: int | None, subset: str | None, label: str | None, status: str | None,
@@ -184,7 +186,7 @@ def _videos_in(t: dict | None, family: str, lo: int, hi: int) -> str:
         start, count = ((t["frame_start"], t["num_frames"]) if family == "frames"
                         else (t["iframe_start"], t["num_iframes"]))
         hit = [str(t["id"][k]) for k in range(len(t["id"]))
-               if t["status"][k] == "ok" and int(count[k]) and int(start[k]) < hi
+               if t["status"][k] in STORED_STATUSES and int(count[k]) and int(start[k]) < hi
                and int(start[k]) + int(count[k]) > lo]
     except Exception as exc:
         return f"videos unknown: {type(exc).__name__}: {exc}"
@@ -324,7 +326,7 @@ def _check_table(group, t, skip: set[str] = frozenset()) -> list[str]:
     sidx = None if "iframes/source_index" in skip else group["iframes/source_index"][:]
     for k in range(n):
         vid, nf, ni = t["id"][k], int(t["num_frames"][k]), int(t["num_iframes"][k])
-        if t["status"][k] == "ok":
+        if t["status"][k] in STORED_STATUSES:
             if nf <= 0:
                 p.append(f"video {vid}: status ok but num_frames={nf}")
             if int(t["frame_start"][k]) != pos:

@@ -361,3 +361,19 @@ def test_ucf101_video_absent_from_one_split_is_an_error(tmp_path: Path) -> None:
     f.write_text(f.read_text().replace("YoYo/v_YoYo_g02_c01.avi\n", ""))
     with pytest.raises(ManifestError, match=r"YoYo/v_YoYo_g02_c01\.avi \(split 2\)"):
         build_manifest("ucf101", tmp_path, expected_counts=False)
+
+
+def test_folder_scan_counts_what_it_skips(tmp_path):
+    from data_manifests.parsers.folder import parse_folder
+
+    (tmp_path / "Jump").mkdir()
+    (tmp_path / "Jump" / "a.avi").write_bytes(b"x")
+    (tmp_path / "Jump" / "notes.txt").write_text("x")
+    (tmp_path / "Jump" / "b.MOV.bak").write_bytes(b"x")
+    (tmp_path / "Jump" / ".hidden.avi").write_bytes(b"x")
+    (tmp_path / "Jump" / "clip.avi").mkdir()            # a folder named like a video
+    (tmp_path / "Jump" / "clip.avi" / "inner.mp4").write_bytes(b"x")
+    m = parse_folder(tmp_path)
+    assert [v.path for v in m.videos] == ["Jump/a.avi", "Jump/clip.avi/inner.mp4"]
+    assert m.meta["skipped"] == {"by_extension": {".txt": 1, ".bak": 1}, "hidden": 1,
+                                 "video_named_dirs": ["clip.avi/"]}

@@ -285,3 +285,55 @@ def test_symlinks_out_of_the_root_are_refused_unless_allowed(tmp_path):
     allowed = preprocess_dataset(m, tmp_path / "allowed.zarr", pose="groundtruth", workers=0, shard_frames=32,
                                  progress=False, follow_links=True)
     assert allowed["ok"] == 2 and allowed["failed"] == 0
+
+
+def _overwrite(path: Path, at: float, nbytes: int = 2048) -> None:
+    data = bytearray(path.read_bytes())
+    lo = int(len(data) * at)
+    data[lo:lo + nbytes] = np.random.default_rng(1).integers(0, 256, nbytes, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def test_partly_broken_inputs_are_degraded_and_good_videos_unchanged(synthetic_root, synthetic_store, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from csvr.cli import main
+    from data_manifests import build_manifest
+    from train.data import StoreReader
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    m = build_manifest("synthetic", root=root)
+    mid, cut = root / m.videos[1].path, root / m.videos[2].path
+    _overwrite(mid, 0.5)                                        # 2 kB overwritten in the middle
+    cut.write_bytes(cut.read_bytes()[: int(cut.stat().st_size * 0.97)])  # the last 3% cut off
+    out = tmp_path / "damaged.zarr"
+    summary = preprocess_dataset(m, out, pose="groundtruth", workers=0, progress=False)
+    g = open_store(str(out))
+    status = np.asarray(g["videos/status"][:], dtype=object)
+    reason = np.asarray(g["videos/reason"][:], dtype=object)
+    assert status[1] == "degraded" and "frame(s) flagged corrupt" in reason[1] and "decoder error" in reason[1]
+    assert status[2] == "degraded" and reason[2], reason[2]
+    assert summary["degraded"] == 2 and {d["path"] for d in summary["degraded_videos"]} == {m.videos[1].path,
+                                                                                         m.videos[2].path}
+    assert (status[[0, *range(3, len(status))]] == "ok").all()
+    assert summary["skipped_files"] == {}  # UCF-101/ holds only the videos (counting: test_manifest_parsers)
+    # the good videos' rows are byte-identical to those of a clean run of the same dataset
+    clean = open_store(str(synthetic_store))
+    for name in ("frames", "poses/keypoints", "iframes/images"):
+        fam = "iframe" if name.startswith("iframes") else "frame"
+        for k in [0, *range(3, len(status))]:
+            def rows(grp):
+                s, n = int(grp[f"videos/{fam}_start"][k]), int(grp[f"videos/num_{fam}s"][k])
+                return grp[name][s:s + n]
+            assert np.array_equal(rows(g), rows(clean)), (name, k)
+    # degraded videos are trained on unless preprocessing said otherwise, and `ls --status degraded` lists them
+    assert {1, 2} <= set(StoreReader(out).videos.rows_in_split(None, 1, StoreReader(out).usable_statuses).tolist())
+    res = CliRunner().invoke(main, ["shards", "ls", str(out), "--status", "degraded"])
+    assert res.exit_code == 0 and "2 videos" in res.output and res.output.count("degraded (") == 2, res.output
+    skip = preprocess_dataset(m, tmp_path / "skip.zarr", pose="groundtruth", workers=0, progress=False,
+                              use_degraded=False)
+    assert skip["degraded"] == 2
+    assert StoreReader(tmp_path / "skip.zarr").usable_statuses == ("ok",)

@@ -44,7 +44,7 @@ def test_info(store):
     assert data["bytes_on_disk"] > 0 and data["arrays"]["frames"]["ratio"] == pytest.approx(1.0, abs=0.02)
     assert data["arrays"]["poses/keypoints"]["ratio"] > 1
     text = run("info", str(store)).output
-    assert "4 ok, 5 failed" in text and "v_bad_zero.avi: zero-byte file" in text
+    assert "4 ok, 0 degraded, 5 failed" in text and "v_bad_zero.avi: zero-byte file" in text
 
 
 def test_ls_filters(store):

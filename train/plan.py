@@ -79,7 +79,7 @@ def train_split_size(store: str, split_index: int, allow_incomplete: bool = Fals
     from train.data import StoreReader
 
     reader = StoreReader(store, allow_incomplete=allow_incomplete)
-    return len(reader.videos.rows_in_split("train", split_index))
+    return len(reader.videos.rows_in_split("train", split_index, reader.usable_statuses))
 
 
 def format_plan(plan: dict[str, Any]) -> str:

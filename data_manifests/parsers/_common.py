@@ -42,17 +42,22 @@ def read_lines(path: Path) -> list[tuple[int, str]]:
 
 
 def index_files(
-    base: Path, *, extensions: Iterable[str] | None = VIDEO_EXTENSIONS, skip_dirs: Iterable[Path] = ()
+    base: Path, *, extensions: Iterable[str] | None = VIDEO_EXTENSIONS, skip_dirs: Iterable[Path] = (),
+    skipped: dict | None = None,
 ) -> list[str]:
     """All files under `base` (recursively, sorted) as POSIX paths relative to `base`.
 
-    Hidden files and folders are skipped; `extensions` (lower-case, with dot) filters when given.
+    Hidden files and folders are skipped; `extensions` (lower-case, with dot) filters when given. When
+    `skipped` is a dict, what was left out is counted into it: files by extension (`by_extension`),
+    hidden entries (`hidden`), and folders named like videos (`video_named_dirs`, e.g. `x.avi/`).
     """
     exts = None if extensions is None else {e.lower() for e in extensions}
     skip = {os.path.realpath(p) for p in skip_dirs}
     base_str = os.fspath(base)
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(base_str):
+        if skipped is not None:
+            _count_dirs(skipped, base_str, dirpath, dirnames, exts)
         dirnames[:] = sorted(
             n
             for n in dirnames
@@ -62,11 +67,29 @@ def index_files(
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
         for name in filenames:
             if name.startswith("."):
+                if skipped is not None:
+                    skipped["hidden"] = skipped.get("hidden", 0) + 1
                 continue
-            if exts is not None and os.path.splitext(name)[1].lower() not in exts:
+            ext = os.path.splitext(name)[1].lower()
+            if exts is not None and ext not in exts:
+                if skipped is not None:
+                    by_ext = skipped.setdefault("by_extension", {})
+                    by_ext[ext or "(none)"] = by_ext.get(ext or "(none)", 0) + 1
                 continue
             out.append(prefix + name)
     return sorted(out)
+
+
+def _count_dirs(skipped: dict, base: str, dirpath: str, dirnames: list[str], exts: set[str] | None) -> None:
+    for n in dirnames:
+        if n.startswith("."):
+            skipped["hidden"] = skipped.get("hidden", 0) + 1
+        elif os.path.splitext(n)[1].lower() in (exts or VIDEO_EXTENSIONS):
+            rel = os.path.relpath(os.path.join(dirpath, n), base).replace(os.sep, "/")
+            skipped.setdefault("video_named_dirs", []).append(rel + "/")
+            log.warning("%s: a folder named like a video, not a video file: its contents are indexed as files",
+                        os.path.join(dirpath, n))
+
 
 
 def resolve_expected(expected_counts: bool | ExpectedCounts | None, official: ExpectedCounts) -> ExpectedCounts | None:

@@ -70,8 +70,9 @@ def parse_folder(
     if not classes:
         raise ManifestError(f"{dataset} at {root}: no class folders")
     videos: list[VideoEntry] = []
+    skipped: dict = {}
     for label, cls in enumerate(classes):
-        found = index_files(root / cls)
+        found = index_files(root / cls, skipped=skipped)
         if not found:
             log.warning("%s: class folder %s holds no video files", dataset, root / cls)
         videos += [VideoEntry(f"{cls}/{rel}", label, cls, {}) for rel in found]
@@ -109,7 +110,7 @@ def parse_folder(
             for k, v in enumerate(members):
                 is_test = test_every > 0 and (n - 1 - k) % test_every == 0
                 v.splits = {1: "test" if is_test else "train"}
-    manifest = Manifest(dataset, root, classes, videos)
+    manifest = Manifest(dataset, root, classes, videos, meta={"skipped": skipped})
     expected = resolve_expected(expected_counts, ExpectedCounts())
     if expected is not None:
         manifest.check_counts(expected)

@@ -76,7 +76,8 @@ def parse_hmdb51(
     classes = sorted(split_files)
     label_of = {c: i for i, c in enumerate(classes)}
     class_dirs = [vroot / c for c in classes]
-    on_disk = {prefix + p for p in index_files(vroot, skip_dirs=[sdir])}
+    skipped: dict = {}
+    on_disk = {prefix + p for p in index_files(vroot, skip_dirs=[sdir], skipped=skipped)}
     missing = sorted(set(entries) - on_disk)
     extra = sorted(p for p in on_disk - set(entries) if p[len(prefix) :].split("/")[0] in label_of)
     if missing and not allow_missing:
@@ -95,7 +96,7 @@ def parse_hmdb51(
         for rel, (cls, splits) in entries.items()
         if rel not in missing_set
     ]
-    manifest = Manifest(dataset, root, classes, videos, meta={"missing": missing, "extra": extra})
+    manifest = Manifest(dataset, root, classes, videos, meta={"missing": missing, "extra": extra, "skipped": skipped})
     expected = resolve_expected(expected_counts, OFFICIAL)
     if expected is not None:
         expected = ExpectedCounts(

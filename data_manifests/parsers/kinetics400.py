@@ -95,7 +95,8 @@ def parse_kinetics400(
     label_of = {c: i for i, c in enumerate(classes)}
 
     by_stem: dict[str, list[str]] = {}
-    for rel in index_files(root):
+    skipped: dict = {}
+    for rel in index_files(root, skipped=skipped):
         by_stem.setdefault(os.path.splitext(rel.rsplit("/", 1)[-1])[0], []).append(rel)
 
     def pick(stem: str, youtube_id: str, label: str) -> str | None:
@@ -131,7 +132,8 @@ def parse_kinetics400(
         root,
         classes,
         list(videos.values()),
-        meta={"annotated": total, "missing": {k: sorted(v) for k, v in missing.items()}, "unlabelled": unlabelled},
+        meta={"annotated": total, "missing": {k: sorted(v) for k, v in missing.items()}, "unlabelled": unlabelled,
+              "skipped": skipped},
     )
     expected = resolve_expected(expected_counts, OFFICIAL)
     if expected is not None:

@@ -67,7 +67,8 @@ def parse_ssv2(
     classes = [name for name, _ in sorted(ids.items(), key=lambda kv: kv[1])]
 
     by_stem: dict[str, str] = {}
-    for rel in index_files(root):
+    skipped: dict = {}
+    for rel in index_files(root, skipped=skipped):
         by_stem.setdefault(os.path.splitext(rel.rsplit("/", 1)[-1])[0], rel)
 
     videos: list[VideoEntry] = []
@@ -94,7 +95,7 @@ def parse_ssv2(
             videos.append(VideoEntry(rel, ids[cls], cls, {1: split}))
     if missing and not allow_missing:
         raise missing_error(dataset, root, missing, "train.json/validation.json")
-    manifest = Manifest(dataset, root, classes, videos, meta={"missing": sorted(missing)})
+    manifest = Manifest(dataset, root, classes, videos, meta={"missing": sorted(missing), "skipped": skipped})
     expected = resolve_expected(expected_counts, OFFICIAL)
     if expected is not None:
         manifest.check_counts(expected)

@@ -95,7 +95,8 @@ def parse_ucf101(
     by_name = {c: i for i, c in enumerate(class_list)}
     by_lower = {c.lower(): i for i, c in enumerate(class_list)}
 
-    on_disk = index_files(vroot)
+    skipped: dict = {}
+    on_disk = index_files(vroot, skipped=skipped)
     disk_set = set(on_disk)
     disk_lower = {p.lower(): p for p in on_disk}
 
@@ -148,7 +149,8 @@ def parse_ucf101(
         root=root,
         classes=class_list,
         videos=videos,
-        meta={"missing": [f"{video_dir}/{p}" for p in missing], "extra": [f"{video_dir}/{p}" for p in extra]},
+        meta={"missing": [f"{video_dir}/{p}" for p in missing], "extra": [f"{video_dir}/{p}" for p in extra],
+              "skipped": skipped},
     )
     official = OFFICIAL
     info_path = root / "synthetic.json"

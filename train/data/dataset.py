@@ -122,7 +122,7 @@ class _StoreClips(Dataset):
             store, allow_incomplete=allow_incomplete, read_mode=read_mode)
         self.spec = spec
         self.split, self.split_index = split, split_index
-        self.videos = self.reader.videos.rows_in_split(split, split_index)
+        self.videos = self.reader.videos.rows_in_split(split, split_index, self.reader.usable_statuses)
         if len(self.videos) == 0:
             raise StoreError(f"store {self.reader.path}: no readable videos in split {split!r} "
                              f"(split_index={split_index})")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from csvr.contracts import SCHEMA, VIDEO_COLUMNS, sha256_file, shard_key, table_sha256
+from csvr.contracts import SCHEMA, STORED_STATUSES, VIDEO_COLUMNS, sha256_file, shard_key, table_sha256
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,11 @@ class VideoTable:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.columns[name]
 
-    def rows_in_split(self, split: str | None, split_index: int = 1) -> np.ndarray:
-        """Rows of readable videos (status ok, at least one frame) of `split` ("train"/"test"; None = all)."""
-        ok = (self["status"] == "ok") & (self["num_frames"] > 0)
+    def rows_in_split(self, split: str | None, split_index: int = 1,
+                      statuses: tuple[str, ...] = STORED_STATUSES) -> np.ndarray:
+        """Rows of readable videos (a status in `statuses`, at least one frame) of `split` ("train"/"test";
+        None = all)."""
+        ok = np.isin(self["status"], list(statuses)) & (self["num_frames"] > 0)
         if split is not None:
             col = f"split{split_index}"
             if col not in self.columns:
@@ -163,6 +165,9 @@ class StoreReader:
         self.people = int(group["poses/keypoints"].shape[1])
         self.frame_step = int((self.attrs.get("options") or {}).get("frame_step", 1) or 1)
         self.iframe_frame_index = np.asarray(group["iframes/frame_index"][:], dtype=np.int64)
+        # the videos training and evaluation use: `degraded` ones too unless preprocessing said otherwise
+        use_degraded = (self.attrs.get("options") or {}).get("use_degraded", True)
+        self.usable_statuses: tuple[str, ...] = STORED_STATUSES if use_degraded else ("ok",)
         self._check_table()
         self.shard_rows_of: dict[str, int] = {}
         self._check_recorded(group, verify_checksums)
@@ -191,7 +196,7 @@ class StoreReader:
 
     def _check_table(self) -> None:
         v = self.videos
-        ok = v["status"] == "ok"
+        ok = np.isin(v["status"], list(STORED_STATUSES))
         end = v["frame_start"] + v["num_frames"]
         if ok.any() and int(end[ok].max()) > self.num_rows:
             bad = int(np.flatnonzero(ok & (end > self.num_rows))[0])
@@ -249,7 +254,7 @@ class StoreReader:
             start, count = v["iframe_start"], v["num_iframes"]
         else:
             start, count = v["frame_start"], v["num_frames"]
-        hit = np.flatnonzero((v["status"] == "ok") & (count > 0) & (start < hi) & (start + count > lo))
+        hit = np.flatnonzero(np.isin(v["status"], list(STORED_STATUSES)) & (count > 0) & (start < hi) & (start + count > lo))
         ids = [str(v["id"][i]) for i in hit[:3]] + ([f"and {len(hit) - 3} more"] if len(hit) > 3 else [])
         return f"rows {lo}..{hi - 1} (video{'s' if len(hit) != 1 else ''} {', '.join(ids) or 'none'})"
 

@@ -92,19 +92,19 @@ def run_ablation(
             done = _done(results.get(table, {}).get(row.key, {}), dataset)
             if done:
                 by_signature[row_signature(row)] = done
-    for table in tables:
-        wanted = set(rows[table]) if rows and table in rows else None
-        for row in paper.ablation_rows(table):
-            if wanted is not None and row.key not in wanted:
-                continue
-            sig = row_signature(row)
-            if sig not in by_signature:
-                log.info("ablation table %s row %s: running", table, row.key)
-                by_signature[sig] = _columns(dataset, run_row(row, out_dir / row.key))
-            else:
-                log.info("ablation table %s row %s: reusing result", table, row.key)
-            results.setdefault(table, {}).setdefault(row.key, {}).update(by_signature[sig])
-            results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    todo = [(table, row) for table in tables for row in paper.ablation_rows(table)
+            if not (rows and table in rows) or row.key in set(rows[table])]
+    from tqdm import tqdm  # one step per row, on stderr; TQDM_DISABLE (csvr -q) hides it
+
+    for table, row in tqdm(todo, desc="ablation", unit="row", dynamic_ncols=True):
+        sig = row_signature(row)
+        if sig not in by_signature:
+            log.info("ablation table %s row %s: running", table, row.key)
+            by_signature[sig] = _columns(dataset, run_row(row, out_dir / row.key))
+        else:
+            log.info("ablation table %s row %s: reusing result", table, row.key)
+        results.setdefault(table, {}).setdefault(row.key, {}).update(by_signature[sig])
+        results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     md = out_dir / "ablation.md"
     md.write_text(ablation_report(results), encoding="utf-8")
     return {"results": results, "results_path": results_path, "markdown": md}

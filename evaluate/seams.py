@@ -132,9 +132,11 @@ def eval_batches(
     augment = make_augment([], crop, train=False, input_size=input_size, pose_norm=pose_norm).to(device)
 
     def batches() -> Iterable[Mapping[str, Any]]:
+        from tqdm import tqdm  # on stderr; TQDM_DISABLE (csvr -q) hides it
+
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                             pin_memory=device.startswith("cuda"))
-        for batch in loader:
+        for batch in tqdm(loader, desc=f"eval/{split}", unit="batch", leave=False, dynamic_ncols=True):
             batch = {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
             out = augment(batch)
             del batch

@@ -50,12 +50,15 @@ def parse_size(text: str) -> tuple[int, int]:
               show_default=True, help="Blosc compressor of the frame arrays.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with other options.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (also under csvr -q).")
+@click.option("--skip-degraded", is_flag=True,
+              help="Leave videos stored as degraded (decoder-reported damage, missing frames) out of training "
+                   "and evaluation; they are stored and listed either way (csvr shards ls --status degraded).")
 @click.option("--follow-links", is_flag=True,
               help="Read videos whose path resolves (through symlinks) outside --root; refused by default.")
 def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str | None, pose: str,
                pose_option: tuple[str, ...], iframe_policy: str, gop: int, frame_step: int, size: str,
                max_people: int, split: int | None, limit: int | None, shard_frames: int, codec: str,
-               overwrite: bool, no_progress: bool, follow_links: bool) -> None:
+               overwrite: bool, no_progress: bool, skip_degraded: bool, follow_links: bool) -> None:
     """Turn DATASET's videos under --root into a sharded Zarr store at --out (rerun to resume)."""
     from csvr.cli import progress_disabled
     from data_manifests import build_manifest
@@ -84,9 +87,12 @@ def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str 
             manifest, out, pose=pose, pose_options=pose_options, workers=workers, scheduler=scheduler,
             frame_size=frame_size, frame_step=frame_step, iframe_policy=iframe_policy, gop=gop,
             max_people=max_people, split=split, limit=limit, shard_frames=shard_frames, codec=codec,
-            overwrite=overwrite, progress=not (no_progress or progress_disabled()), follow_links=follow_links)
+            overwrite=overwrite, progress=not (no_progress or progress_disabled()), follow_links=follow_links,
+            use_degraded=not skip_degraded)
     except (StoreError, ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps({k: v for k, v in summary.items() if k != "failures"}, indent=1))
+    click.echo(json.dumps({k: v for k, v in summary.items() if k not in ("failures", "degraded_videos")}, indent=1))
     for f in summary.get("failures", []):
         click.echo(f"failed: {f['path']}: {f['reason']}", err=True)
+    for f in summary.get("degraded_videos", []):
+        click.echo(f"degraded: {f['path']}: {f['reason']}", err=True)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 import numpy as np
 
-from csvr.cli import is_stdout, json_option, write_json
+from csvr.cli import is_stdout, json_option, progress_disabled, write_json
 from csvr.contracts import STORED_STATUSES
 from preprocess.schema import (FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, VIDEO_COLUMNS, StoreError, read_table,
                                table_sha256)
@@ -213,8 +213,18 @@ def _bad_ranges(a, lo: int, hi: int) -> list[tuple[int, int, str]]:
     return bad
 
 
-def verify_store(store: str) -> tuple[list[str], dict]:
-    """Every check of ``verify``: returns (problems, stats). Reads every chunk of every array.
+def _num_shards(group, name: str) -> int:
+    try:
+        a = group[name]
+        rows = (a.shards or a.chunks)[0]
+        return math.ceil(a.shape[0] / rows) if a.shape[0] else 0
+    except Exception:  # reported by verify_store itself
+        return 0
+
+
+def verify_store(store: str, progress: bool = False) -> tuple[list[str], dict]:
+    """Every check of ``verify``: returns (problems, stats). Reads every chunk of every array;
+    ``progress``: a tqdm bar per shard on stderr.
 
     Never raises on a damaged store: every decode failure becomes a problem line naming the array, the
     shard file and the rows (and videos) it covers.
@@ -257,7 +267,12 @@ def verify_store(store: str) -> tuple[list[str], dict]:
                                 f"{got[:12]}): labels, splits, paths or offsets changed since it was written")
 
     undecodable: set[str] = set()
+    from tqdm import tqdm
+
+    bar = tqdm(total=sum(_num_shards(group, n) for n in (*FRAME_ARRAYS, *IFRAME_ARRAYS)), desc="verify",
+               unit="shard", leave=False, disable=not progress)
     for name in (*FRAME_ARRAYS, *IFRAME_ARRAYS):
+        bar.set_postfix_str(name, refresh=False)
         family = "frames" if name in FRAME_ARRAYS else "iframes"
         try:
             a = group[name]
@@ -294,6 +309,8 @@ def verify_store(store: str) -> tuple[list[str], dict]:
                 for b, e, err in bad:
                     problems.append(f"{name}: shard {k} ({key}) cannot be decoded: {_rows(b, e)} "
                                     f"({_videos_in(t, family, b, e)}): {err}")
+            bar.update(1)
+    bar.close()
     if t is not None:
         try:
             problems += _check_table(group, t, skip=undecodable)
@@ -369,7 +386,7 @@ def _check_table(group, t, skip: set[str] = frozenset()) -> list[str]:
 def verify(store: str, json_out: Path | None) -> None:
     """Read every chunk, check recorded checksums and table/array consistency (exit 1 on any problem)."""
     try:
-        problems, stats = verify_store(store)
+        problems, stats = verify_store(store, progress=not progress_disabled())
     except Exception as exc:  # last resort: a problem line and exit 1, never a traceback
         problems, stats = [f"verify failed: {type(exc).__name__}: {exc}"], {}
     out = {"store": store, "ok": not problems, "problems": problems, **stats}

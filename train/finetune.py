@@ -280,6 +280,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     logger = MetricsLogger(run_dir, enabled=dist_info.is_main, tensorboard=cfg.run.tensorboard)
     it = iter(batches)
     step = start_epoch * steps_per_epoch
+    bar = _progress(cfg.epochs * steps_per_epoch, step, dist_info.is_main)
     try:
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
@@ -305,8 +306,12 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
                 scheduler.step()
                 step += 1
                 timing = timer.step_done(plan["global_batch"])
+                if bar is not None:
+                    bar.update(1)
                 if step % cfg.run.log_every == 0:
                     acc = float((logits.argmax(1) == batch["label"]).float().mean())
+                    if bar is not None:
+                        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{float(loss.detach()):.3g}")
                     logger.log({"step": step, "stage": "finetune", "epoch": epoch, "loss/ce": float(loss.detach()),
                                 "acc/train_top1": acc, **norms, "lr": lr,
                                 "samples_per_s": timing["samples_per_s"],
@@ -329,12 +334,23 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
             if epoch_hook is not None:
                 epoch_hook(epoch + 1)
     finally:
+        if bar is not None:
+            bar.close()
         logger.close()
     result = {"last_top1": last_top1, "epochs": cfg.epochs, "run_dir": str(run_dir),
               "variant": cfg.variant, "num_classes": num_classes}
     if dist_info.is_main:
         (run_dir / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _progress(total: int, start: int, enabled: bool):
+    """A tqdm bar over all fine-tuning steps on the main rank (as train.pretrain); TQDM_DISABLE (csvr -q) hides it."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc="finetune", unit="step", leave=False, dynamic_ncols=True)
 
 
 def load_finetuned(path: str | Path, device: str | torch.device = "cpu") -> DownstreamNet:

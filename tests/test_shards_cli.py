@@ -175,3 +175,12 @@ def test_verify_detects_changed_label(store, tmp_path):
     assert out["ok"] is True and out["notes"] == [
         "per-video table: no table checksum recorded (store predates it); not checked"]
     assert "note: per-video table: no table checksum recorded (store predates it)" in run("verify", str(bad)).output
+
+
+def test_verify_progress_bar_and_quiet(store):
+    from csvr.cli import main
+
+    res = CliRunner().invoke(main, ["shards", "verify", str(store)])
+    assert res.exit_code == 0 and "verify" in res.stderr and "shard" in res.stderr  # the tqdm bar, on stderr
+    res = CliRunner().invoke(main, ["-q", "shards", "verify", str(store), "--json", "-"])
+    assert res.exit_code == 0 and res.stderr == "" and json.loads(res.stdout)["ok"] is True

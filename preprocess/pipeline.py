@@ -259,6 +259,7 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[Any]:
         from distributed import Client
 
         with Client(scheduler) as client:
+            _log_dashboard(client, scheduler=scheduler)
             yield client
         return
     if workers <= 0:
@@ -270,9 +271,41 @@ def _executor(workers: int, scheduler: str | None) -> Iterator[Any]:
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
                  "distributed.worker", "distributed.http.proxy"):
         logging.getLogger(name).setLevel(quiet)
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
+    bokeh = _bokeh_usable()  # the dashboard needs bokeh, not a dependency of csvr (README)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":8787" if bokeh else None,
                       processes=True, silence_logs=quiet) as cluster, Client(cluster) as client:
+        _log_dashboard(client, bokeh=bokeh)
         yield client
+
+
+def _bokeh_usable() -> bool:
+    """bokeh installed at a version the Dask dashboard accepts (distributed.versions.BOKEH_REQUIREMENT)."""
+    try:
+        from importlib.metadata import version
+
+        from distributed.versions import BOKEH_REQUIREMENT
+
+        return BOKEH_REQUIREMENT.specifier.contains(version("bokeh"), prereleases=True)
+    except Exception:  # not installed, or an older distributed
+        return False
+
+
+def _log_dashboard(client: Any, *, scheduler: str | None = None, bokeh: bool = True) -> None:
+    """One line: the Dask dashboard's link, or how to get one. Without bokeh the scheduler still serves
+    a page at the link, saying that bokeh is missing; the local cluster's line says so instead."""
+    try:
+        link = client.dashboard_link
+    except Exception:  # a scheduler without an HTTP service
+        link = None
+    if scheduler:
+        if link:
+            log.info("Dask dashboard of the scheduler at %s: %s", scheduler, link)
+        else:
+            log.info("the Dask scheduler at %s serves no dashboard", scheduler)
+    elif link and bokeh:
+        log.info("Dask dashboard: %s", link)
+    else:
+        log.info("Dask dashboard off: pip install 'bokeh>=3.1' to get one")
 
 
 def _as_completed(futures: list, client: Any):

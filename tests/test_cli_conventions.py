@@ -149,3 +149,38 @@ def test_train_cli_group_has_the_same_verbosity_options():
 
     opts = {o for p in train_main.params for o in p.opts}
     assert {"-v", "--verbose", "-q", "--quiet"} <= opts
+
+
+class _FakeClient:
+    def __init__(self, link):
+        self._link = link
+
+    @property
+    def dashboard_link(self):
+        if isinstance(self._link, Exception):
+            raise self._link
+        return self._link
+
+
+def test_dask_dashboard_line(caplog):
+    from preprocess import pipeline
+
+    with caplog.at_level(logging.INFO, logger="preprocess.pipeline"):
+        pipeline._log_dashboard(_FakeClient("http://127.0.0.1:8787/status"))
+        pipeline._log_dashboard(_FakeClient("http://host:8787/status"), scheduler="tcp://host:8786")
+        pipeline._log_dashboard(_FakeClient(KeyError("dashboard")), scheduler="tcp://host:8786")
+        pipeline._log_dashboard(_FakeClient("http://127.0.0.1:40000/status"), bokeh=False)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "Dask dashboard: http://127.0.0.1:8787/status"
+    assert lines[1] == "Dask dashboard of the scheduler at tcp://host:8786: http://host:8787/status"
+    assert lines[2] == "the Dask scheduler at tcp://host:8786 serves no dashboard"
+    assert lines[3] == "Dask dashboard off: pip install 'bokeh>=3.1' to get one"
+
+
+def test_local_cluster_says_how_to_get_the_dashboard(caplog, monkeypatch):
+    from preprocess import pipeline
+
+    monkeypatch.setattr(pipeline, "_bokeh_usable", lambda: False)
+    with caplog.at_level(logging.INFO, logger="preprocess.pipeline"), pipeline._executor(1, None) as client:
+        assert client.submit(lambda: 1).result() == 1
+    assert any("Dask dashboard off: pip install" in r.getMessage() for r in caplog.records)

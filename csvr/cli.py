@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 BENCH_COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("preprocess.bench:bench_preprocess", "Preprocessing speed."),
+    "memory": ("preprocess.bench:bench_memory", "Peak memory of one preprocessing worker vs video length."),
     "loader": ("train.data.bench:bench_loader", "Store loader vs PyAV decoding vs raw memmap."),
     "train": ("train.bench:bench_train", "Training step speed per backbone."),
 }

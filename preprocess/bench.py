@@ -319,3 +319,66 @@ def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, vid
 
 __all__ = ["bench_preprocess", "bench_iframes", "bench_pose", "bench_compressors", "bench_parts",
            "bench_pipeline"]
+
+
+# ---------------------------------------------------------------- peak memory of one worker vs video length
+
+def _rss_child(conn, url: str, index: int, path: str, opts: dict) -> None:  # runs in a fresh process
+    import resource
+
+    from preprocess.pipeline import process_video
+
+    meta = process_video(url, index, path, opts)
+    conn.send({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "status": meta["status"],
+               "num_frames": meta.get("num_frames", 0)})
+    conn.close()
+
+
+def peak_rss_of_video(video: Path, store_dir: Path, pose: str = "groundtruth", **options: Any) -> dict:
+    """Peak RSS (MB) of a fresh process that preprocesses (decode, resize, I-frames, poses, staging) one video
+    exactly as a pipeline worker does (`preprocess.pipeline.process_video`)."""
+    import multiprocessing as mp
+
+    from preprocess.pipeline import Options
+
+    store_dir.mkdir(parents=True, exist_ok=True)
+    opts = Options(pose=pose, **options).to_json()
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_rss_child, args=(child, str(store_dir), 0, str(video), opts))
+    t = time.perf_counter()
+    p.start()
+    out = parent.recv()
+    p.join()
+    out["seconds"] = round(time.perf_counter() - t, 1)
+    return out
+
+
+@click.command("memory")
+@json_option()
+@click.option("--seconds", "lengths", default="30,600", show_default=True,
+              help="Comma-separated video lengths in seconds (synthetic 320x240 videos at 25 fps).")
+def bench_memory(json_out: Path | None, lengths: str) -> None:
+    """Peak memory of one preprocessing worker against video length (ground-truth poses, so the pose
+    model's constant size does not hide the growth)."""
+    from data_manifests.synthetic import generate
+
+    res: dict[str, Any] = {"videos": []}
+    tmp = Path(tempfile.mkdtemp(prefix="csvr-mem-"))
+    try:
+        for sec in [float(x) for x in lengths.split(",") if x.strip()]:
+            root = tmp / f"s{sec:g}"
+            generate(root, videos_per_class=2, num_classes=1, seed=0, seconds=(sec, sec))
+            video = sorted(root.rglob("*.avi"))[0]
+            r = peak_rss_of_video(video, tmp / f"store{sec:g}")
+            r.update({"video_seconds": sec, "file": video.name})
+            res["videos"].append(r)
+            click.echo(f"{sec:g} s video: {r['num_frames']} frames, peak RSS {r['maxrss_mb']:.0f} MB "
+                       f"({r['seconds']} s)")
+        if len(res["videos"]) > 1:
+            res["ratio_longest_to_shortest"] = res["videos"][-1]["maxrss_mb"] / res["videos"][0]["maxrss_mb"]
+            click.echo(f"ratio {res['ratio_longest_to_shortest']:.2f} (target <= 1.5)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if json_out:
+        write_json(json_out, res)

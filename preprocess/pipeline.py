@@ -3,8 +3,8 @@
 Three phases, each resumable after a kill at any point (SIGKILL included):
 
 1. one task per video: decode + resize, I-frames, poses on every stored frame, main actor; the result
-   is staged as ``_staging/videos/NNNNNN.npz`` and then ``NNNNNN.json`` (the done marker, written last,
-   atomically); unusable files get only a json with ``status=failed`` and the reason;
+   is staged part by part in ``_staging/videos/NNNNNN/`` (bounded memory) and then ``NNNNNN.json`` (the
+   done marker, written last, atomically); unusable files get only a json with ``status=failed`` and the reason;
 2. offsets from the per-video counts in manifest order; one task per shard assembles its row range
    from the staged videos and writes it (the only writer of that shard), then drops a done marker
    with the shard checksums; a shard without a marker is rewritten from scratch;
@@ -107,19 +107,126 @@ def _fit_people(a: np.ndarray, P: int) -> np.ndarray:
     return np.concatenate([a, pad], axis=1)
 
 
-def run_pose(est, pose_frames: np.ndarray, source_indices: np.ndarray, video_path: Path,
-             max_people: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Poses on every frame in batches -> keypoints (N,P,17,3), boxes (N,P,5) float32, main actor (N,)."""
-    from preprocess.pose.tracking import select_main_actor
-
+def pose_chunk(est, pose_frames: np.ndarray, source_indices: np.ndarray, video_path: Path,
+               max_people: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Poses on frames in batches of `batch` -> keypoints (n,P,17,3), boxes (n,P,5) float32."""
     kps, bxs = [], []
     for s in range(0, len(pose_frames), batch):
         pb = est.estimate(pose_frames[s:s + batch], source_indices[s:s + batch], video_path)
         kps.append(_fit_people(np.asarray(pb.keypoints, np.float32), max_people))
         bxs.append(_fit_people(np.asarray(pb.boxes, np.float32), max_people))
-    kp, bx = np.concatenate(kps), np.concatenate(bxs)
+    return np.concatenate(kps), np.concatenate(bxs)
+
+
+def run_pose(est, pose_frames: np.ndarray, source_indices: np.ndarray, video_path: Path,
+             max_people: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Poses on every frame in batches -> keypoints (N,P,17,3), boxes (N,P,5) float32, main actor (N,)."""
+    from preprocess.pose.tracking import select_main_actor
+
+    kp, bx = pose_chunk(est, pose_frames, source_indices, video_path, max_people, batch)
     main = np.asarray(select_main_actor(kp, bx), dtype=np.int8)
     return kp, bx, main
+
+
+# Stored frames per staged part file of a video (a multiple of the pose batch is used, so batches are the
+# same as over the whole video): what one worker holds of a video at a time (docs/store.md, "Memory").
+STAGE_CHUNK = 64
+
+
+def _stage_dir(index: int) -> str:
+    return f"{STAGING}/videos/{index:06d}"
+
+
+def _stage_video(fs: Any, index: int, path: Path, o: "Options") -> dict:
+    """Decode, pose-estimate and stage one video part by part; returns the metadata fields it learnt.
+
+    Frames and I-frame images go to ``videos/NNNNNN/frames-KKKKK.npz`` / ``iframes-KKKKK.npz`` as they are
+    decoded (STAGE_CHUNK rows each), the small per-frame arrays (poses, main actor, I-frame indices) to
+    ``videos/NNNNNN/index.npz`` at the end, so a worker never holds more than one part of the video's frames.
+    """
+    import tempfile
+
+    from preprocess.pose.tracking import select_main_actor
+    from preprocess.video import VideoError, VideoStream, iter_intra_frames
+
+    native = o.iframe_policy == "native"
+    chunk = max(o.pose_batch, STAGE_CHUNK // o.pose_batch * o.pose_batch)
+    fs.rm(_stage_dir(index), recursive=True)  # parts of an interrupted attempt
+    est = _estimator(o.pose, o.pose_options, o.max_people)
+    t_pose = 0.0
+    kps, bxs, isrc, itype = [], [], [], []
+    n = ni = 0
+    with tempfile.TemporaryDirectory(prefix="csvr-reencode-") as tmp:
+        reencode_to = None if native else Path(tmp) / "reencoded.avi"
+        vs = VideoStream(path, o.frame_size, o.frame_step, o.pose_cap, chunk=chunk, collect_iframes=native,
+                         reencode_gop=None if native else o.gop, reencode_to=reencode_to)
+        for part, ch in enumerate(vs.chunks()):
+            t = time.perf_counter()
+            try:
+                kp, bx = pose_chunk(est, ch.pose_frames, ch.source_indices, path, o.max_people, o.pose_batch)
+            except (ValueError, OSError, IndexError) as exc:  # e.g. no ground-truth joints for this file
+                raise VideoError(f"pose estimation failed: {exc}") from exc
+            t_pose += time.perf_counter() - t
+            kps.append(kp)
+            bxs.append(bx)
+            if len(ch.frames):
+                st.save_npz(fs, f"{_stage_dir(index)}/frames-{n // chunk:05d}.npz", {"frames": ch.frames})
+                n += len(ch.frames)
+            if ch.iframes is not None and len(ch.iframes.source_index):
+                ni = _stage_iframes(fs, index, ni, chunk, ch.iframes, isrc, itype)
+        if not native:
+            import av
+
+            container = av.open(str(reencode_to), format="avi")
+            try:  # pts of the re-encode are the source frame indices (Mpeg4Writer)
+                for ifr in iter_intra_frames(container, o.frame_size, {k: k for k in range(vs.source_frames)},
+                                             chunk=chunk):
+                    ni = _stage_iframes(fs, index, ni, chunk, ifr, isrc, itype)
+            finally:
+                container.close()
+    kp, bx = np.concatenate(kps), np.concatenate(bxs)
+    main = np.asarray(select_main_actor(kp, bx), dtype=np.int8)
+    src = np.concatenate(isrc) if isrc else np.zeros(0, np.int32)
+    st.save_npz(fs, f"{_stage_dir(index)}/index.npz", {
+        "poses/keypoints": kp.astype(np.float16),
+        "poses/boxes": bx.astype(np.float16),
+        "poses/main_actor": main,
+        "iframes/frame_index": np.minimum(np.rint(src / o.frame_step), n - 1).astype(np.int32),
+        "iframes/source_index": src.astype(np.int32),
+        "iframes/pict_type": (np.concatenate(itype) if itype else np.zeros(0, np.uint8)).astype(np.uint8),
+        "part_rows": np.asarray(chunk),
+    })
+    return {"stream": vs, "num_frames": n, "num_iframes": ni, "main": main, "pose_seconds": t_pose}
+
+
+def _stage_iframes(fs: Any, index: int, start: int, chunk: int, ifr: Any, isrc: list, itype: list) -> int:
+    """Append I-frames to the video's staged parts (re-chunked to `chunk` rows per part file)."""
+    images = ifr.images
+    k = start
+    while len(images):
+        room = chunk - k % chunk
+        key = f"{_stage_dir(index)}/iframes-{k // chunk:05d}.npz"
+        head = images[:room]
+        if k % chunk:  # the part was started by an earlier call: extend it
+            head = np.concatenate([st.load_npz(fs, key)["iframes/images"], head])
+        st.save_npz(fs, key, {"iframes/images": head})
+        k += min(room, len(images))
+        images = images[room:]
+    isrc.append(np.asarray(ifr.source_index, np.int32))
+    itype.append(np.asarray(ifr.pict_type, np.uint8))
+    return k
+
+
+def staged_rows(fs: Any, index: int, name: str, a: int, b: int) -> np.ndarray:
+    """Rows [a, b) of array `name` of staged video `index` (reading only the parts that hold them)."""
+    d = _stage_dir(index)
+    small = st.load_npz(fs, f"{d}/index.npz")
+    if name in small:
+        return small[name][a:b]
+    per = int(small["part_rows"])
+    prefix = "frames" if name == "frames" else "iframes"
+    out = [st.load_npz(fs, f"{d}/{prefix}-{k:05d}.npz")[name] for k in range(a // per, (b - 1) // per + 1)]
+    return np.concatenate(out)[a - (a // per) * per:b - (a // per) * per]
 
 
 def failed_meta(index: int, reason: str) -> dict:
@@ -141,7 +248,7 @@ def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
 
     Idempotent: a video whose done marker exists is not processed again.
     """
-    from preprocess.video import VideoError, decode_video, reencoded_iframes
+    from preprocess.video import VideoError
 
     fs = st.FS(url)
     marker = f"{STAGING}/videos/{index:06d}.json"
@@ -151,48 +258,24 @@ def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
     path = Path(video_path)
     t0 = time.perf_counter()
     try:
-        native = o.iframe_policy == "native"
-        dec = decode_video(path, o.frame_size, o.frame_step, o.pose_cap,
-                           collect_iframes=native, reencode_gop=None if native else o.gop)
-        if native:
-            ifr = dec.extra["iframes"]  # intra frames met during the full decode (pict_type I)
-        else:
-            ifr = reencoded_iframes(dec, o.gop, o.frame_size)
-        dec.extra.clear()
-        t1 = time.perf_counter()
-        est = _estimator(o.pose, o.pose_options, o.max_people)
-        try:
-            kp, bx, main = run_pose(est, dec.pose_frames, dec.source_indices, path, o.max_people,
-                                    o.pose_batch)
-        except (ValueError, OSError, IndexError) as exc:  # e.g. no ground-truth joints for this file
-            raise VideoError(f"pose estimation failed: {exc}") from exc
+        staged = _stage_video(fs, index, path, o)
     except VideoError as exc:
+        fs.rm(_stage_dir(index), recursive=True)
         reason = str(exc).replace(str(path), path.name)  # the table holds the path; keep runs comparable
         meta = failed_meta(index, reason)
         log.warning("%s: skipped: %s", path, exc)
         fs.write_json(marker, meta)
         return meta
-    n = len(dec.frames)
-    frame_index = np.minimum(np.rint(ifr.source_index / o.frame_step), n - 1).astype(np.int32)
-    st.save_npz(fs, f"{STAGING}/videos/{index:06d}.npz", {
-        "frames": dec.frames,
-        "poses/keypoints": kp.astype(np.float16),
-        "poses/boxes": bx.astype(np.float16),
-        "poses/main_actor": main,
-        "iframes/images": ifr.images,
-        "iframes/frame_index": frame_index,
-        "iframes/source_index": ifr.source_index.astype(np.int32),
-        "iframes/pict_type": ifr.pict_type.astype(np.uint8),
-    })
-    degraded = dec.degraded_reason()
+    vs, n, main = staged["stream"], staged["num_frames"], staged["main"]
+    degraded = vs.degraded_reason()
     if degraded:
         log.warning("%s: stored as degraded: %s", path, degraded)
     meta = {"index": index, "status": "degraded" if degraded else "ok", "reason": degraded,
-            "damage": dec.damage, "fps": float(dec.fps), "width": dec.width,
-            "height": dec.height, "source_frames": dec.source_frames, "num_frames": n,
-            "num_iframes": int(len(ifr.source_index)),
+            "damage": vs.damage, "fps": float(vs.fps), "width": vs.width,
+            "height": vs.height, "source_frames": vs.source_frames, "num_frames": n,
+            "num_iframes": staged["num_iframes"],
             "pose_coverage": float((main >= 0).mean()) if n else 0.0,
-            "seconds": {"decode": t1 - t0, "pose": time.perf_counter() - t1}}
+            "seconds": {"decode": time.perf_counter() - t0 - staged["pose_seconds"], "pose": staged["pose_seconds"]}}
     fs.write_json(marker, meta)  # written last: the video is done only once this exists
     return meta
 
@@ -221,9 +304,8 @@ def write_shard_task(url: str, family: str, shard: int, lo: int, hi: int,
     group = zarr.open_group(store=url, mode="r+")
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for v, a, b in pieces:
-        data = st.load_npz(fs, f"{STAGING}/videos/{v:06d}.npz", names)
         for n in names:
-            parts[n].append(data[n][a:b])
+            parts[n].append(staged_rows(fs, v, n, a, b))
     sums = {}
     for n in names:
         arr = group[n]
@@ -505,7 +587,7 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
                 if done_shard in waiting:
                     waiting.discard(done_shard)
                     if not waiting:
-                        fs.rm(f"{STAGING}/videos/{v:06d}.npz")
+                        fs.rm(_stage_dir(v), recursive=True)
 
         _run_all(client, calls, "shards", "shard", progress, on_result=release)
 

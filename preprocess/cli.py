@@ -50,6 +50,8 @@ def parse_size(text: str) -> tuple[int, int]:
               show_default=True, help="Blosc compressor of the frame arrays.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with other options.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (also under csvr -q).")
+@click.option("--no-space-check", is_flag=True,
+              help="Start even when the free space is below the store's estimated size (printed before the run).")
 @click.option("--skip-degraded", is_flag=True,
               help="Leave videos stored as degraded (decoder-reported damage, missing frames) out of training "
                    "and evaluation; they are stored and listed either way (csvr shards ls --status degraded).")
@@ -58,12 +60,14 @@ def parse_size(text: str) -> tuple[int, int]:
 def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str | None, pose: str,
                pose_option: tuple[str, ...], iframe_policy: str, gop: int, frame_step: int, size: str,
                max_people: int, split: int | None, limit: int | None, shard_frames: int, codec: str,
-               overwrite: bool, no_progress: bool, skip_degraded: bool, follow_links: bool) -> None:
+               overwrite: bool, no_progress: bool, no_space_check: bool, skip_degraded: bool,
+               follow_links: bool) -> None:
     """Turn DATASET's videos under --root into a sharded Zarr store at --out (rerun to resume)."""
     from csvr.cli import progress_disabled
     from data_manifests import build_manifest
     from preprocess.pipeline import preprocess_dataset
     from preprocess.schema import StoreError
+    from preprocess.space import DiskSpaceError
 
     logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().level))
     frame_size = parse_size(size)
@@ -88,8 +92,8 @@ def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str 
             frame_size=frame_size, frame_step=frame_step, iframe_policy=iframe_policy, gop=gop,
             max_people=max_people, split=split, limit=limit, shard_frames=shard_frames, codec=codec,
             overwrite=overwrite, progress=not (no_progress or progress_disabled()), follow_links=follow_links,
-            use_degraded=not skip_degraded)
-    except (StoreError, ValueError, FileNotFoundError) as exc:
+            use_degraded=not skip_degraded, space_check=not no_space_check)
+    except (StoreError, ValueError, FileNotFoundError, DiskSpaceError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps({k: v for k, v in summary.items() if k not in ("failures", "degraded_videos")}, indent=1))
     for f in summary.get("failures", []):

@@ -124,7 +124,7 @@ def run_pose(est, pose_frames: np.ndarray, source_indices: np.ndarray, video_pat
     from preprocess.pose.tracking import select_main_actor
 
     kp, bx = pose_chunk(est, pose_frames, source_indices, video_path, max_people, batch)
-    main = np.asarray(select_main_actor(kp, bx), dtype=np.int8)
+    main = np.asarray(select_main_actor(kp, bx, getattr(est, "tracker", None)), dtype=np.int8)
     return kp, bx, main
 
 
@@ -185,7 +185,7 @@ def _stage_video(fs: Any, index: int, path: Path, o: "Options") -> dict:
             finally:
                 container.close()
     kp, bx = np.concatenate(kps), np.concatenate(bxs)
-    main = np.asarray(select_main_actor(kp, bx), dtype=np.int8)
+    main = np.asarray(select_main_actor(kp, bx, getattr(est, "tracker", None)), dtype=np.int8)
     src = np.concatenate(isrc) if isrc else np.zeros(0, np.int32)
     st.save_npz(fs, f"{_stage_dir(index)}/index.npz", {
         "poses/keypoints": kp.astype(np.float16),
@@ -483,14 +483,30 @@ def _open_or_create(url: str, attrs: dict, overwrite: bool):
     return group, attrs
 
 
-def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", workers: int = 1,
+def preprocess_dataset(manifest: Any, out: str | Path, **options: Any) -> dict:
+    """Preprocess the videos of ``manifest`` into the store at ``out`` (options: see `_preprocess`).
+
+    A run that fills the disk stops with `DiskSpaceError` naming the store and the free space; rerunning
+    after freeing space resumes it (nothing already written is lost)."""
+    from preprocess.space import disk_full_error, is_disk_full
+
+    try:
+        return _preprocess(manifest, out, **options)
+    except OSError as exc:
+        if is_disk_full(exc) and not getattr(exc, "preflight", False):
+            raise disk_full_error(str(out), exc) from exc
+        raise
+
+
+def _preprocess(manifest: Any, out: str | Path, *, pose: str = "yolo", workers: int = 1,
                        scheduler: str | None = None, frame_size: tuple[int, int] = (128, 171),
                        frame_step: int = 1, iframe_policy: str = "reencode", gop: int = 12,
                        max_people: int = 2, pose_options: dict | None = None, pose_cap: int = 320,
                        pose_batch: int = 32, shard_frames: int = st.DEFAULT_SHARD_FRAMES,
                        shard_iframes: int | None = None, codec: str = "none", split: int | None = None,
                        limit: int | None = None, overwrite: bool = False,
-                       progress: bool = True, follow_links: bool = False, use_degraded: bool = True) -> dict:
+                       progress: bool = True, follow_links: bool = False, use_degraded: bool = True,
+                space_check: bool = True) -> dict:
     """Preprocess the videos of ``manifest`` into the store at ``out`` (path or fsspec URL).
 
     Rerunning the same call after an interruption resumes it; a complete store is returned as is.
@@ -499,6 +515,8 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
     with the reason, unless ``follow_links``. A video the decoder reports damage for (corrupt frames,
     decoder errors, frames missing against the declared count) is stored with status ``degraded`` and the
     reason with counts; ``use_degraded=False`` records that training should leave such videos out.
+    Before writing, the store's size is estimated from a sample of the videos and checked against the
+    free space (`preprocess.space`; ``space_check=False`` skips it).
     """
     import zarr
 
@@ -530,6 +548,20 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
         "frame_size": list(o.frame_size), "classes": list(manifest.classes), "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "summary": {},
     }
+    space = None
+    if space_check:
+        from preprocess.space import check_free_space, estimate_store, human
+
+        est = estimate_store([root / v.path for _, v in selected], frame_size=o.frame_size, frame_step=o.frame_step,
+                             iframe_policy=o.iframe_policy, gop=o.gop, max_people=o.max_people, codec=o.codec)
+        try:
+            space = {**est, **check_free_space(url, est)}
+        except OSError as exc:
+            exc.preflight = True  # refused before writing: not a full disk mid-run
+            raise
+        log.info("store %s: about %s estimated (%d frames from %d sampled videos), %s needed with staging, %s free",
+                 url, human(est["store_bytes"]), est["stored_frames"], est["probed"], human(est["peak_bytes"]),
+                 human(space["free_bytes"]) if space.get("checked") else "not checked")
     group, existing = _open_or_create(url, attrs, overwrite)
     if existing.get("complete"):
         log.info("%s is already complete", url)
@@ -639,6 +671,7 @@ def preprocess_dataset(manifest: Any, out: str | Path, *, pose: str = "yolo", wo
         # like videos), so that nothing is skipped without a word
         "skipped_files": (getattr(manifest, "meta", None) or {}).get("skipped", {}),
         "seconds": round(time.perf_counter() - t_start, 3),
+        "space_estimate": space,
     }
     group = zarr.open_group(store=url, mode="r+")
     group.attrs.update({"summary": summary, "table_sha256": table_digest})

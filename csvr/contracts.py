@@ -13,6 +13,20 @@ import numpy as np
 
 SCHEMA = "csvr-store/1"
 
+
+class StoreError(ValueError):
+    """A store that cannot or must not be read or written: missing, incomplete, unknown schema, malformed,
+    damaged. The message names the store and the problem."""
+
+
+# COCO-17 keypoint order (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles) and its
+# skeleton: the 19 limbs of the COCO keypoint annotations, 0-based, for every skeleton drawing
+NUM_JOINTS = 17
+COCO_EDGES: tuple[tuple[int, int], ...] = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)
+
 # per-video table: column -> numpy dtype ("str" = variable-length UTF-8)
 VIDEO_COLUMNS: dict[str, str] = {
     "id": "str",

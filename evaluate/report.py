@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from csvr.contracts import COCO_EDGES
+
 from evaluate import paper
 from evaluate.metrics import as_numpy
 
@@ -32,11 +34,6 @@ GROUP_COLOURS: dict[str, str] = {"motion": "#e67e00", "context": "#1f5fbf", "bot
 RESERVED_LOG_KEYS = frozenset({"step", "stage", "epoch", "time", "wall_time", "event", "split"})
 NONFINITE_STRINGS = frozenset({"nan", "inf", "-inf", "+inf", "infinity", "-infinity"})
 
-# COCO-17 limbs (joint index pairs) for skeleton plots.
-COCO_EDGES: tuple[tuple[int, int], ...] = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
-    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
-)
 
 EXAMPLE_KEYS: dict[str, str] = {
     "retrieval_query_frames": "(Q, H, W, 3) uint8: one frame per query (test) video",

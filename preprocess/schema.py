@@ -6,17 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from csvr.contracts import SCHEMA, VIDEO_COLUMNS, table_sha256  # noqa: F401  (re-exported)
-
-NUM_JOINTS = 17
+from csvr.contracts import NUM_JOINTS, SCHEMA, VIDEO_COLUMNS, StoreError, table_sha256  # noqa: F401  (re-exported)
 
 # frame-aligned arrays (rows = stored frames, F) and I-frame-aligned arrays (rows = I)
 FRAME_ARRAYS = ("frames", "poses/keypoints", "poses/boxes", "poses/main_actor")
 IFRAME_ARRAYS = ("iframes/images", "iframes/frame_index", "iframes/source_index", "iframes/pict_type")
-
-
-class StoreError(Exception):
-    """A store that is missing, of an unknown schema, or incomplete."""
 
 
 def array_specs(frame_size: tuple[int, int], max_people: int) -> dict[str, tuple[tuple[int, ...], str]]:

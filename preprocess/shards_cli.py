@@ -12,13 +12,10 @@ import click
 import numpy as np
 
 from csvr.cli import is_stdout, json_option, progress_disabled, write_json
-from csvr.contracts import STORED_STATUSES
+from csvr.contracts import COCO_EDGES, STORED_STATUSES
 from preprocess.schema import (FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, VIDEO_COLUMNS, StoreError, read_table,
                                table_sha256)
 
-# COCO-17 limbs for drawing
-SKELETON = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15),
-            (12, 14), (14, 16), (0, 1), (0, 2), (1, 3), (2, 4))
 
 
 def _open(store: str, allow_incomplete: bool = True):
@@ -418,7 +415,7 @@ def render_frames(group, k: int, t, max_frames: int = 16, every: int | None = No
         d = ImageDraw.Draw(im)
         if main[i] >= 0:
             pts = kp[i, main[i]]
-            for a, b in SKELETON:
+            for a, b in COCO_EDGES:
                 if pts[a, 2] > 0 and pts[b, 2] > 0:
                     d.line([(pts[a, 0] * W, pts[a, 1] * H), (pts[b, 0] * W, pts[b, 1] * H)], fill=(0, 255, 0))
             for x, y, c in pts:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from preprocess.schema import NUM_JOINTS
+from csvr.contracts import NUM_JOINTS
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from csvr.contracts import COCO_EDGES
+
 log = logging.getLogger(__name__)
 
-# COCO-17 skeleton edges for pose plots.
-COCO_EDGES = [(0, 1), (0, 2), (1, 3), (2, 4), (5, 6), (5, 7), (7, 9), (6, 8), (8, 10), (5, 11), (6, 12),
-              (11, 12), (11, 13), (13, 15), (12, 14), (14, 16)]
 
 
 class StepTimer:

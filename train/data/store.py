@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from csvr.contracts import SCHEMA, STORED_STATUSES, VIDEO_COLUMNS, sha256_file, shard_key, table_sha256
+from csvr.contracts import SCHEMA, STORED_STATUSES, VIDEO_COLUMNS, StoreError, sha256_file, shard_key, table_sha256
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ REQUIRED_ARRAYS: dict[str, tuple[int, str]] = {
 REQUIRED_COLUMNS = ("id", "path", "label", "num_frames", "frame_start", "num_iframes", "iframe_start", "status")
 OPTIONAL_COLUMNS = ("label_name", "split1", "split2", "split3", "fps", "width", "height", "source_frames", "reason")
 READ_MODES = ("index", "range", "auto")
-
-
-class StoreError(ValueError):
-    """A store that this reader cannot or must not read (missing, incomplete, unknown schema, malformed)."""
 
 
 class StoreReadError(StoreError):

@@ -88,7 +88,8 @@ def run_probe(checkpoint: str | Path, store: str | Path, cfg: ProbeConfig = Prob
     """Train one generator per code on the train split, score each on the test split (see module docstring)."""
     from train import checkpoint as ckpt_mod
     from train.data import ClipDataset, ClipSpec, EvalClipDataset
-    from train.pretrain import load_pretrained_model, make_augment
+    from train.data import make_augment
+    from train.pretrain import load_pretrained_model
 
     t0 = time.perf_counter()
     net = load_pretrained_model(checkpoint)

@@ -111,7 +111,7 @@ def eval_batches(
     """A factory of eval batches: `num_clips` clips per video of `split` (starts spread uniformly),
     centre-cropped to `crop`, resized to `input_size` when given (as the trainer's `data.input_size`),
     poses expressed as `pose_norm` says (the trainer's `data.pose_norm`), and normalised: the
-    trainer's own eval augmentation (`train.pretrain.make_augment`, i.e.
+    trainer's own eval augmentation (`train.data.make_augment`, i.e.
     `ClipAugment(train=False)`, docs/contracts.md section 7).
 
     Every call of the factory streams the split from the store again (nothing is cached: a UCF101
@@ -121,7 +121,7 @@ def eval_batches(
         from torch.utils.data import DataLoader
 
         from train.data import EvalClipDataset
-        from train.pretrain import make_augment
+        from train.data import make_augment
     except ImportError as e:
         raise SeamNotConnected(f"train does not provide EvalClipDataset/make_augment ({e})") from e
 

@@ -144,7 +144,7 @@ def test_person_normalisation_centres_and_scales_each_clip():
 def test_make_augment_applies_the_configured_pose_norm():
     import pytest
 
-    from train.pretrain import make_augment
+    from train.data import make_augment
 
     batch = _marker_batch()
     crop = make_augment([], C, train=False)(batch)
@@ -157,7 +157,7 @@ def test_make_augment_applies_the_configured_pose_norm():
 
 
 def test_pose_only_batch_passes_the_training_augmentation():
-    from train.pretrain import make_augment
+    from train.data import make_augment
 
     batch = _marker_batch()
     batch["clip"], batch["future_clip"] = batch["clip"][:, :0], batch["future_clip"][:, :0]

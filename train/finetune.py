@@ -218,9 +218,8 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
              resume: bool = False, dist_info: DistInfo | None = None, epoch_hook=None) -> dict:
     """Fine-tune and evaluate every epoch (the test top-1 only as a monitoring curve); returns
     {"last_top1", "epochs", "run_dir", "variant", "num_classes"}."""
-    from train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader
+    from train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader, make_augment
     from train.plan import finetune_plan, format_plan
-    from train.pretrain import make_augment
 
     run_dir = Path(run_dir)
     dist_info = dist_info or init_from_env(cfg.run.device)

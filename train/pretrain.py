@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from train import checkpoint as ckpt_mod
 from train.config import PretrainConfig, StageConfig, save_config, to_dict
@@ -53,7 +52,7 @@ def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, spli
                stage: str | None = None):
     """The training dataset (reading what `stage` uses; None: everything), its rank-split sampler and
     the on-device augmentation."""
-    from train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader
+    from train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader, make_augment
 
     d = cfg.data
     # the random crop is drawn in the reader (same distribution as ClipAugment's; it then maps poses with
@@ -68,56 +67,6 @@ def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, spli
     augment = make_augment(d.augment, d.crop, train=True, input_size=d.input_size, pose_norm=d.pose_norm,
                            video_targets=stage in (None, "video", "joint")).to(dist_info.device)
     return ds, sampler, augment
-
-
-class _AfterAugment(torch.nn.Module):
-    """Runs an augmentation, then resizes its clips and I-frames to `size` (None: kept) and, with
-    `pose_norm="person"`, re-expresses poses in the person's frame (`normalize_person_poses`)."""
-
-    def __init__(self, augment: torch.nn.Module, size: int | None, pose_norm: str):
-        super().__init__()
-        self.augment, self.size, self.pose_norm = augment, size, pose_norm
-
-    def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict:
-        from train.data import normalize_person_poses
-
-        out = self.augment(batch, generator)
-        for key in ("clip", "future_clip", "iframes") if self.size else ():
-            x = out.get(key)
-            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.shape[-1] != self.size:
-                lead = x.shape[:-2]
-                if x.numel():
-                    x = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=(self.size, self.size),
-                                      mode="bilinear", align_corners=False, antialias=True)
-                out[key] = x.reshape(*lead, self.size, self.size) if x.numel() else x.new_zeros(*lead, self.size, self.size)
-        if self.pose_norm == "person" and "pose" in out:
-            has_future = "future_pose" in out
-            out["pose"], future = normalize_person_poses(
-                out["pose"], out["pose_mask"], out.get("future_pose"), out.get("future_pose_mask"))
-            if has_future:
-                out["future_pose"] = future
-        return out
-
-
-def make_augment(names: list[str], crop: int, train: bool, input_size: int | None = None,
-                 pose_norm: str = "crop", video_targets: bool = False) -> torch.nn.Module:
-    """ClipAugment with the configured subset of the paper's augmentations (random crop is always on),
-    followed by a resize to `input_size` when it differs from `crop` (cheap CPU configs see the whole
-    112-px crop at low resolution instead of a small fragment of the frame) and by the pose
-    normalisation `pose_norm` (train.data.POSE_NORMS). `video_targets` adds `clip_target` and
-    `future_clip_target`: the clips with the same crop and flip but without colour jitter or blur (what
-    the video generators must reproduce; the photometric changes are what context matching learns to
-    ignore)."""
-    from train.data import POSE_NORMS, ClipAugment
-
-    if pose_norm not in POSE_NORMS:
-        raise ValueError(f"pose_norm must be one of {POSE_NORMS}, got {pose_norm!r}")
-    aug = ClipAugment(crop=crop, train=train,
-                      flip_p=0.5 if "flip" in names else 0.0,
-                      jitter_p=0.8 if "color_jitter" in names else 0.0,
-                      blur_p=0.5 if "gaussian_blur" in names else 0.0, video_targets=video_targets)
-    size = None if input_size in (None, crop) else int(input_size)
-    return aug if size is None and pose_norm == "crop" else _AfterAugment(aug, size, pose_norm)
 
 
 def _set_trainable(net: CSVRModel, groups: tuple[str, ...]) -> None:

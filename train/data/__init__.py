@@ -6,7 +6,7 @@
 See docs/loader.md.
 """
 
-from .augment import COCO_FLIP_PERM, KINETICS_MEAN, KINETICS_STD, POSE_NORMS, ClipAugment, normalize_person_poses
+from .augment import COCO_FLIP_PERM, KINETICS_MEAN, KINETICS_STD, POSE_NORMS, ClipAugment, make_augment, normalize_person_poses
 from .dataset import ClipDataset, EvalClipDataset, SampleBatch, collate_samples, sample_seed
 from .sampler import ShardLocalSampler
 from .sampling import ClipSpec
@@ -15,6 +15,6 @@ from .threaded import ThreadedLoader
 
 __all__ = [
     "COCO_FLIP_PERM", "KINETICS_MEAN", "KINETICS_STD", "POSE_NORMS", "SCHEMA", "ClipAugment", "ClipDataset", "ClipSpec",
-    "EvalClipDataset", "SampleBatch", "ShardLocalSampler", "StoreError", "StoreReadError", "StoreReader", "collate_samples", "normalize_person_poses", "open_group", "sample_seed",
+    "EvalClipDataset", "SampleBatch", "ShardLocalSampler", "StoreError", "StoreReadError", "StoreReader", "collate_samples", "make_augment", "normalize_person_poses", "open_group", "sample_seed",
     "ThreadedLoader",
 ]

@@ -241,3 +241,49 @@ def normalize_person_poses(pose: torch.Tensor, mask: torch.Tensor, future: torch
         return out
 
     return apply(pose, mask), (apply(future, future_mask) if future is not None else None)
+
+
+class _AfterAugment(torch.nn.Module):
+    """Runs an augmentation, then resizes its clips and I-frames to `size` (None: kept) and, with
+    `pose_norm="person"`, re-expresses poses in the person's frame (`normalize_person_poses`)."""
+
+    def __init__(self, augment: torch.nn.Module, size: int | None, pose_norm: str):
+        super().__init__()
+        self.augment, self.size, self.pose_norm = augment, size, pose_norm
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None) -> dict:
+        out = self.augment(batch, generator)
+        for key in ("clip", "future_clip", "iframes") if self.size else ():
+            x = out.get(key)
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and x.shape[-1] != self.size:
+                lead = x.shape[:-2]
+                if x.numel():
+                    x = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]), size=(self.size, self.size),
+                                      mode="bilinear", align_corners=False, antialias=True)
+                out[key] = x.reshape(*lead, self.size, self.size) if x.numel() else x.new_zeros(*lead, self.size, self.size)
+        if self.pose_norm == "person" and "pose" in out:
+            has_future = "future_pose" in out
+            out["pose"], future = normalize_person_poses(
+                out["pose"], out["pose_mask"], out.get("future_pose"), out.get("future_pose_mask"))
+            if has_future:
+                out["future_pose"] = future
+        return out
+
+
+def make_augment(names: list[str], crop: int, train: bool, input_size: int | None = None,
+                 pose_norm: str = "crop", video_targets: bool = False) -> torch.nn.Module:
+    """ClipAugment with the configured subset of the paper's augmentations (random crop is always on),
+    followed by a resize to `input_size` when it differs from `crop` (cheap CPU configs see the whole
+    112-px crop at low resolution instead of a small fragment of the frame) and by the pose
+    normalisation `pose_norm` (train.data.POSE_NORMS). `video_targets` adds `clip_target` and
+    `future_clip_target`: the clips with the same crop and flip but without colour jitter or blur (what
+    the video generators must reproduce; the photometric changes are what context matching learns to
+    ignore)."""
+    if pose_norm not in POSE_NORMS:
+        raise ValueError(f"pose_norm must be one of {POSE_NORMS}, got {pose_norm!r}")
+    aug = ClipAugment(crop=crop, train=train,
+                      flip_p=0.5 if "flip" in names else 0.0,
+                      jitter_p=0.8 if "color_jitter" in names else 0.0,
+                      blur_p=0.5 if "gaussian_blur" in names else 0.0, video_targets=video_targets)
+    size = None if input_size in (None, crop) else int(input_size)
+    return aug if size is None and pose_norm == "crop" else _AfterAugment(aug, size, pose_norm)

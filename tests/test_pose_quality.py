@@ -123,3 +123,79 @@ def test_yolo_on_synthetic_figures(tmp_path):
     assert res["videos"] == 4 and res["frames"] == 48
     assert res["detection_rate"] >= 0.8
     assert res["pck@0.2_torso"] >= 0.6 and res["pck@0.5_bbox"] >= res["pck@0.2_torso"]
+
+
+def test_above_threshold_is_decoding_at_that_threshold():
+    """The sweep decodes once at the lowest threshold; keeping the detections above a higher one gives what
+    decoding at it gives (greedy NMS, people sorted by score)."""
+    from preprocess.pose.yolo import decode_predictions, letterbox_geometry
+
+    rng = np.random.default_rng(3)
+    n = 300
+    pred = np.zeros((2, 56, n), np.float32)
+    pred[:, 0] = rng.uniform(20, 300, (2, n))  # cx
+    pred[:, 1] = rng.uniform(20, 220, (2, n))  # cy
+    pred[:, 2:4] = rng.uniform(10, 120, (2, 2, n))  # w, h: many overlaps
+    pred[:, 4] = rng.uniform(0, 0.6, (2, n))
+    pred[:, 5:] = rng.uniform(0, 320, (2, 51, n))
+    pred[:, 7::3] = rng.uniform(0, 1, (2, 17, n))
+    geom = letterbox_geometry(240, 320, 320)
+    low = decode_predictions(pred, geom, max_people=3, conf_threshold=0.1)
+    for c in (0.25, 0.4, 0.55):
+        want = decode_predictions(pred, geom, max_people=3, conf_threshold=c)
+        got = Q.above_threshold(low, c)
+        np.testing.assert_array_equal(got.boxes, want.boxes)
+        np.testing.assert_array_equal(got.keypoints, want.keypoints)
+
+
+def test_frame_variants():
+    assert Q.frame_variant_size("source", 480, 640) == (480, 640)
+    assert Q.frame_variant_size("cap320", 480, 640) == (240, 320)
+    assert Q.frame_variant_size("cap320", 120, 160) == (120, 160)  # never upscaled, like --pose-cap
+    assert Q.frame_variant_size("stored", 1080, 1920) == (128, 171)
+    assert Q.frame_variant_size("90x120", 480, 640) == (90, 120)
+    with pytest.raises(ValueError, match="frame variant"):
+        Q.frame_variant_size("half", 480, 640)
+    assert Q.parse_input("416:cap416") == (416, "cap416")
+    with pytest.raises(ValueError, match="IMGSZ:FRAMES"):
+        Q.parse_input("416")
+    name, tr = Q.parse_tracker("loose:min_frames=2,min_score=0.1")
+    assert name == "loose" and tr.min_frames == 2 and tr.min_score == 0.1
+    assert Q.parse_tracker("none")[1].min_frames == 1
+
+
+def test_sweep_end_to_end_with_cache(real_clips, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from click.testing import CliRunner
+
+    from data_manifests.synthetic import generate
+    from preprocess.pose.yolo import find_yolo_weights
+
+    try:
+        find_yolo_weights()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    synth = generate(tmp_path / "synth", videos_per_class=2, num_classes=1, seed=0)
+    neg = tmp_path / "neg"
+    Q.write_negative_crops(real_clips, neg)
+    assert sorted(p.name for p in neg.iterdir()) == sorted(f"{k}.avi" for k in Q.NEGATIVE_CROPS)
+    args = ["sweep", "--real", str(real_clips / "kth"), "--negative", str(neg / "ps7_wall.avi"), "--synthetic", str(synth),
+            "--input", "320:cap320", "--input", "320:stored", "--conf", "0.1", "--conf", "0.25",
+            "--tracker", "none", "--tracker", "default", "--max-frames", "10", "--cache", str(tmp_path / "cache")]
+    r1 = CliRunner().invoke(Q.cli, args + ["--json", str(tmp_path / "a.json")])
+    assert r1.exit_code == 0, r1.output
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert a["real_videos"] == 1 and a["negative_videos"] == 1 and a["synthetic_videos"] == 2
+    assert len(a["rows"]) == 2 * 2 * 2
+    for row in a["rows"]:
+        assert 0 <= row["real_coverage"] <= row["real_detection"] <= 1
+        assert row["coverage_kth"] == row["real_coverage"]
+        assert 0 <= row["negative_actor"] <= 1 and 0 <= row["main_pck"] <= row["pck"] + 1e-9 <= 1 + 1e-9
+        assert row["fps_per_cpu_second"] > 0
+    r2 = CliRunner().invoke(Q.cli, args + ["--json", str(tmp_path / "b.json")])  # from the cache: same rows
+    assert r2.exit_code == 0, r2.output
+    assert json.loads((tmp_path / "b.json").read_text())["rows"] == a["rows"]
+    r3 = CliRunner().invoke(Q.cli, ["table", str(tmp_path / "a.json"), "--brief", "--tracker", "default", "--conf", "0.1"])
+    assert r3.exit_code == 0, r3.output
+    lines = r3.output.strip().splitlines()
+    assert len(lines) == 2 + 2 and "PCK@0.2 main actor" in lines[0] and "| default |" in lines[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocess.pose.tracking import link_tracks, select_main_actor
+from preprocess.pose.tracking import TrackerOptions, link_tracks, select_main_actor
 
 
 def _scene(tracks: dict[str, list], t_len: int, p: int = 2) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -101,3 +101,134 @@ def test_partial_duplicate_that_captures_the_track_does_not_drop_the_actor():
     assert (main[:10] >= 0).all() and (main[13:] == 0).all()
     assert (main[10:13] == -1).all()
     np.testing.assert_array_equal(main[:9], slot["actor"][:9])
+
+
+# ---------------------------------------------------------------- temporal support (issue 12 item 6)
+
+NO_SUPPORT = TrackerOptions(min_frames=1, min_score=0.0, fragment_min_frames=1, max_elsewhere=0.0)  # the old rule
+
+
+def _rock_face(t_len: int, frames: tuple[int, ...], score: float = 0.27) -> list:
+    """A false positive on the background: a big box, seen only in `frames`."""
+    out: list = [None] * t_len
+    for t in frames:
+        out[t] = [0.05, 0.05, 0.55, 0.95, score]
+    return out
+
+
+def test_lone_low_score_detection_is_not_the_main_actor():
+    t_len = 100
+    kps, boxes, slot = _scene({"rock": _rock_face(t_len, (40, 41))}, t_len)
+    assert (select_main_actor(kps, boxes) == -1).all()
+    # without the support rule it was taken (the climbing clip of the issue)
+    assert (select_main_actor(kps, boxes, NO_SUPPORT)[[40, 41]] == 0).all()
+    # each requirement alone rejects it: too few frames, too low a mean score
+    assert (select_main_actor(kps, boxes, TrackerOptions(min_frames=3, min_score=0.0)) == -1).all()
+    assert (select_main_actor(kps, boxes, TrackerOptions(min_frames=1, min_score=0.3)) == -1).all()
+
+
+def test_consistently_detected_person_is_the_main_actor_and_the_blip_is_not_chained():
+    t_len = 100
+    person = _walker(0.6, 0.002, 0.15, 0.4, t_len, score=lambda t: 0.45 + 0.2 * (t % 2))
+    for t in (40, 41, 70):
+        person[t] = None  # missed exactly where the rock face fires
+    kps, boxes, slot = _scene({"person": person, "rock": _rock_face(t_len, (40, 41))}, t_len)
+    main = select_main_actor(kps, boxes)
+    np.testing.assert_array_equal(main, slot["person"])
+    assert (main[[40, 41, 70]] == -1).all() and (main >= 0).sum() == 97
+    # the old rule spliced the blip into the actor's missing frames (not seen next to them)
+    assert (select_main_actor(kps, boxes, NO_SUPPORT)[[40, 41]] == 0).all()
+
+
+def test_support_thresholds():
+    t_len = 60
+    # a confident person seen in 6 scattered frames only (every 10th frame: one track through the gaps)
+    sparse = [[0.3, 0.2, 0.5, 0.8, 0.9] if t % 10 == 0 else None for t in range(t_len)]
+    kps, boxes, _ = _scene({"p": sparse}, t_len)
+    assert (select_main_actor(kps, boxes, TrackerOptions(min_frames=8)) == -1).all()
+    assert (select_main_actor(kps, boxes, TrackerOptions(min_frames=6)) >= 0).sum() == 6
+    assert (select_main_actor(kps, boxes, TrackerOptions(min_frames=1, min_fraction=0.2)) == -1).all()  # 6 < 12
+    assert (select_main_actor(kps, boxes, TrackerOptions(min_frames=1, min_fraction=0.1)) >= 0).sum() == 6
+    # a video shorter than 2 x min_frames: a person seen in half of it is enough
+    short = _walker(0.2, 0.0, 0.3, 0.6, 5)
+    short[3] = short[4] = None
+    kps, boxes, slot = _scene({"p": short}, 5)
+    np.testing.assert_array_equal(select_main_actor(kps, boxes, TrackerOptions(min_frames=8)), slot["p"])
+    assert TrackerOptions(min_frames=8).support_frames(5) == 3
+    assert TrackerOptions(min_frames=8).support_frames(16) == 8 == TrackerOptions(min_frames=8).support_frames(1000)
+    assert TrackerOptions(min_frames=8, min_fraction=0.25).support_frames(100) == 25
+
+
+def test_weak_fragments_need_support_too():
+    """Chained pieces of the actor pass the mean-score and `fragment_min_frames` tests like the actor."""
+    t_len = 40
+    a = _walker(0.05, 0.0, 0.2, 0.5, t_len)
+    for t in range(15, 30):
+        a[t] = None
+    for t in range(30, 34):  # re-detected elsewhere for 4 frames, then lost
+        a[t] = [0.7, 0.3, 0.9, 0.8, 0.7]
+    for t in range(34, 40):
+        a[t] = None
+    kps, boxes, slot = _scene({"a": a}, t_len)
+    assert (select_main_actor(kps, boxes)[30:34] == 0).all()  # fragment_min_frames=1 by default
+    assert (select_main_actor(kps, boxes, TrackerOptions(fragment_min_frames=5))[30:34] == -1).all()
+    weak = select_main_actor(kps, boxes, TrackerOptions(min_score=0.75))  # actor 0.8, fragment 0.7
+    assert (weak[:15] == 0).all() and (weak[30:34] == -1).all()
+
+
+def test_tracker_options_parse_and_pose_options():
+    from preprocess.pose import build_estimator
+    from preprocess.pose.tracking import split_tracker_options
+
+    assert TrackerOptions.parse("") == TrackerOptions()
+    o = TrackerOptions.parse("min_frames=3, min_score=0.5")
+    assert o.min_frames == 3 and o.min_score == 0.5 and o.max_gap == TrackerOptions().max_gap
+    with pytest.raises(ValueError, match="unknown tracker setting"):
+        TrackerOptions.parse("frames=3")
+    with pytest.raises(ValueError, match="min_score"):
+        TrackerOptions(min_score=1.5)
+    backend, tr = split_tracker_options({"imgsz": 416, "track_min_frames": 4, "track_min_score": "0.3"})
+    assert backend == {"imgsz": 416} and tr == TrackerOptions(min_frames=4, min_score=0.3)
+    with pytest.raises(ValueError, match="track_<name>"):
+        split_tracker_options({"track_minframes": 4})
+    est = build_estimator("groundtruth", max_people=1, track_min_frames=3, track_max_gap=5)
+    assert est.tracker == TrackerOptions(min_frames=3, max_gap=5)
+    assert est.describe()["tracker"]["min_frames"] == 3
+    assert build_estimator("groundtruth").tracker == TrackerOptions()
+
+
+def test_link_options_still_accepted_as_keywords():
+    t_len = 30
+    a = _walker(0.05, 0.0, 0.2, 0.5, t_len)
+    for t in range(10, 22):  # a 12-frame gap: beyond max_gap=10, within 15
+        a[t] = None
+    kps, boxes, slot = _scene({"a": a}, t_len)
+    assert len(set(link_tracks(boxes, max_gap=15)[:, 0][boxes[:, 0, 4] > 0].tolist())) == 1
+    np.testing.assert_array_equal(select_main_actor(kps, boxes, max_gap=15), slot["a"])
+
+
+def test_partial_box_elsewhere_in_a_few_shared_frames_is_still_the_actor():
+    """A long track of the actor that overlaps a new full-body track for a while, and in a few of those
+    frames is a partial box outside it (real: the boxing clip at imgsz 640), is the same person; one seen
+    elsewhere in most shared frames is someone else."""
+    t_len = 60
+    early: list = [[0.30, 0.2, 0.60, 0.8, 0.7] for _ in range(35)] + [None] * 25  # frames 0-34
+    late: list = [None] * 24 + [[0.20, 0.2, 0.55, 0.85, 0.8] for _ in range(36)]  # frames 24-59, bigger
+    for t in range(20, 35):  # the early track shrinks to an arm-sized box, at the late box's edge ...
+        early[t] = [0.45, 0.3, 0.56, 0.7, 0.5]
+    for t in (26, 31):  # ... that twice sticks out of it (elsewhere in 2 of 11 shared frames)
+        early[t] = [0.50, 0.3, 0.64, 0.7, 0.5]
+    kps, boxes, slot = _scene({"early": early, "late": late}, t_len)
+    ids = link_tracks(boxes)
+    assert len(np.unique(ids[boxes[..., 4] > 0])) == 2
+    assert ids[0, slot["early"][0]] == ids[30, slot["early"][30]] != ids[30, slot["late"][30]]
+    main = select_main_actor(kps, boxes)
+    assert (main >= 0).all()  # early frames 0-23 from the early track, the rest from the late one
+    np.testing.assert_array_equal(main[:24], slot["early"][:24])
+    np.testing.assert_array_equal(main[24:], slot["late"][24:])
+    assert (select_main_actor(kps, boxes, TrackerOptions(max_elsewhere=0.0))[:24] == -1).all()  # the old rule
+    # elsewhere in most shared frames: another person, never chained
+    other: list = [[0.70, 0.2, 0.95, 0.8, 0.7] for _ in range(35)] + [None] * 25
+    kps, boxes, slot = _scene({"other": other, "late": late}, t_len)
+    main = select_main_actor(kps, boxes)
+    assert (main[:24] == -1).all() and (main[24:] == slot["late"][24:]).all()

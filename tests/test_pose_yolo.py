@@ -209,3 +209,15 @@ def test_real_two_person_clip_main_actor_is_stable(est, real_clips):
     assert (main >= 0).all()
     cx = (out.boxes[np.arange(len(main)), main, 0] + out.boxes[np.arange(len(main)), main, 2]) / 2
     assert np.abs(np.diff(cx)).max() < 0.1  # never jumps to the other person
+
+
+def test_other_input_sizes_share_the_dynamic_export(est):
+    """imgsz 416 runs the same (dynamic-size) ONNX file: no re-export; output as ultralytics gives at 416."""
+    img = _asset("bus.jpg")
+    e416 = build_estimator("yolo", threads=1, max_people=2, imgsz=416)
+    assert e416.onnx_path == est.onnx_path and e416.describe()["imgsz"] == 416
+    b = e416.estimate(img[None], np.array([0]), None)
+    # ultralytics' predictor at imgsz 416 (torch): xyxyn 0.062 0.368 0.302 0.837, score 0.886
+    np.testing.assert_allclose(b.boxes[0, 0], [0.062, 0.368, 0.302, 0.837, 0.886], atol=0.01)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        build_estimator("yolo", imgsz=400)

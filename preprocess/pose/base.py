@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tracking import TrackerOptions
+
 NUM_JOINTS = 17
 COCO_KEYPOINTS: tuple[str, ...] = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -72,11 +74,16 @@ def check_frames(frames: np.ndarray, source_indices: np.ndarray | None = None) -
 
 
 class PoseEstimator(abc.ABC):
-    """A pose backend. Subclasses set `name`, `weights_sha256` and `max_people` and implement `estimate`."""
+    """A pose backend. Subclasses set `name`, `weights_sha256` and `max_people` and implement `estimate`.
+
+    `tracker` is the main-actor rule to use with this estimator's poses (set by `build_estimator` from
+    `track_*` options; `select_main_actor(kp, boxes, est.tracker)`).
+    """
 
     name: str = "abstract"
     weights_sha256: str | None = None
     max_people: int = 2
+    tracker: TrackerOptions = TrackerOptions()
 
     @abc.abstractmethod
     def estimate(self, frames_rgb_uint8: np.ndarray, source_indices: np.ndarray, video_path: Path | str) -> PoseBatch:
@@ -84,4 +91,4 @@ class PoseEstimator(abc.ABC):
 
     def describe(self) -> dict:
         """Model identity recorded in the store's `pose_model` attribute."""
-        return {"name": self.name, "weights_sha256": self.weights_sha256}
+        return {"name": self.name, "weights_sha256": self.weights_sha256, "tracker": self.tracker.to_json()}

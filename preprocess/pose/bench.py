@@ -121,17 +121,20 @@ def _ultralytics_model(threads: int):
 @click.option("--seconds", default=3.0, show_default=True, help="timing per configuration")
 @click.option("--batch", "batches", multiple=True, type=int, default=(1, 8), show_default=True)
 @click.option("--size", default="240x320", show_default=True, help="input HxW")
+@click.option("--imgsz", default=320, show_default=True, help="network input size (long side; a multiple of 32)")
 @click.option("--no-ultralytics", is_flag=True, help="skip the ultralytics/torch comparison")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write results here")
-def cli(threads, seconds, batches, size, no_ultralytics, json_out):
+def cli(threads, seconds, batches, size, imgsz, no_ultralytics, json_out):
     """Pose frames/s per core: YOLO11n-pose on ONNX Runtime vs ultralytics/torch."""
     h, w = (int(v) for v in size.lower().split("x"))
     runtimes = ("onnxruntime",) if no_ultralytics else ("onnxruntime", "ultralytics")
-    res = measure_pose_fps(height=h, width=w, batch_sizes=tuple(batches), threads=threads, seconds=seconds, runtimes=runtimes)
+    res = measure_pose_fps(height=h, width=w, batch_sizes=tuple(batches), threads=threads, seconds=seconds, runtimes=runtimes,
+                           imgsz=imgsz)
     for r in res["results"]:
         click.echo(
             f"{r['runtime']:>18} batch {r['batch']:>2}: {r['fps']:7.1f} frames/s "
-            f"({r['fps_per_core']:.1f} per core wall, {r['fps_per_cpu_second']:.1f} per CPU-second; {h}x{w}, {threads} thread(s))"
+            f"({r['fps_per_core']:.1f} per core wall, {r['fps_per_cpu_second']:.1f} per CPU-second; {h}x{w}, "
+            f"imgsz {imgsz}, {threads} thread(s))"
         )
     click.echo(f"load average (1 min) during the run: {res['loadavg_1min']:.2f} on {res['cpu_count']} cores")
     if json_out:

@@ -215,7 +215,7 @@ def decode_predictions(
     geom: Letterbox,
     *,
     max_people: int = 2,
-    conf_threshold: float = 0.25,
+    conf_threshold: float = 0.1,
     iou_threshold: float = 0.7,
     keypoint_threshold: float = 0.05,
 ) -> PoseBatch:
@@ -266,7 +266,7 @@ class YoloPoseEstimator(PoseEstimator):
         onnx_path: Path | str | None = None,
         imgsz: int = 320,
         max_people: int = 2,
-        conf_threshold: float = 0.25,
+        conf_threshold: float = 0.1,
         iou_threshold: float = 0.7,
         keypoint_threshold: float = 0.05,
         threads: int = 1,
@@ -283,7 +283,9 @@ class YoloPoseEstimator(PoseEstimator):
         pt = Path(weights).resolve() if weights else find_yolo_weights()
         self.weights_path = pt
         self.weights_sha256 = sha256_file(pt)
-        self.onnx_path = Path(onnx_path) if onnx_path else ensure_onnx(pt, imgsz=imgsz, cache=cache)
+        # the export has a dynamic input size: the one 320 export serves every `imgsz` (checked against
+        # ultralytics' predictor at 416 and 640, docs/pose.md), so another imgsz needs no re-export
+        self.onnx_path = Path(onnx_path) if onnx_path else ensure_onnx(pt, cache=cache)
         self.onnx_sha256 = sha256_file(self.onnx_path)
         self.imgsz, self.max_people, self.batch_size = imgsz, max_people, max(1, batch_size)
         self.conf_threshold, self.iou_threshold, self.keypoint_threshold = conf_threshold, iou_threshold, keypoint_threshold
@@ -307,6 +309,7 @@ class YoloPoseEstimator(PoseEstimator):
             "conf_threshold": self.conf_threshold,
             "iou_threshold": self.iou_threshold,
             "keypoint_threshold": self.keypoint_threshold,
+            "tracker": self.tracker.to_json(),
         }
 
     def infer_raw(self, frames: np.ndarray) -> tuple[np.ndarray, Letterbox]:

@@ -34,7 +34,8 @@ def parse_size(text: str) -> tuple[int, int]:
               show_default=True, help="2D pose backend: YOLO11n-pose (shipped weights), the synthetic "
               "dataset's ground truth, or OpenPifPaf (docs/pose.md).")
 @click.option("--pose-option", "pose_option", multiple=True, metavar="KEY=VALUE",
-              help="Keyword option of the pose backend (repeatable), e.g. checkpoint=/path.")
+              help="Keyword option of the pose backend (repeatable), e.g. checkpoint=/path, conf_threshold=0.1, "
+                   "or a main-actor tracker setting track_<name>, e.g. track_min_frames=8 (docs/pose.md).")
 @click.option("--iframe-policy", type=click.Choice(["native", "reencode"]), default="reencode",
               show_default=True, help="I-frames of the stream as is, or of an MPEG-4 re-encode with --gop.")
 @click.option("--gop", type=int, default=12, show_default=True,

@@ -12,7 +12,6 @@ those are extracted in turn.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import click
+
+from csvr.contracts import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +68,6 @@ SOURCES: dict[str, list[Source]] = {
 
 
 # ---- download -------------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    """sha256 (hex) of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _total_from_headers(status: int, headers, offset: int) -> int | None:
     """Full file size from Content-Range (206) or Content-Length (200), if the server said."""
     if status == 206:

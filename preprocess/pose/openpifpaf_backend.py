@@ -40,7 +40,7 @@ class OpenPifPafPoseEstimator(PoseEstimator):
         ckpt = Path(checkpoint).expanduser()
         if not ckpt.is_file():
             raise FileNotFoundError(f"openpifpaf checkpoint not found: {ckpt} (pass a local checkpoint file)")
-        from .yolo import sha256_file
+        from csvr.contracts import sha256_file
 
         self.checkpoint = ckpt.resolve()
         self.weights_sha256 = sha256_file(self.checkpoint)

@@ -9,7 +9,6 @@ ultralytics on torch (docs/pose.md).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from csvr.contracts import sha256_file
+
 from .base import NUM_JOINTS, PoseBatch, PoseEstimator, check_frames
 
 log = logging.getLogger(__name__)
@@ -29,15 +30,6 @@ WEIGHTS_FILE = "yolo11n-pose.pt"
 PAD_VALUE = 114  # ultralytics letterbox grey
 STRIDE = 32  # the network's largest stride: input sides must be multiples of it
 EXPORT_RECIPE = "r1"  # bump when the export options change: part of the cache file name
-
-
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def find_yolo_weights() -> Path:

@@ -1,11 +1,14 @@
 """What the stages agree on about a store, defined once: the schema name, the per-video table's columns,
-the table checksum, shard file names and file checksums. Every stage imports it; it imports no stage."""
+the table checksum, shard file names, file checksums, atomic local file writes and the JSONL log format.
+Every stage imports it; it imports no stage."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +90,32 @@ def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
         for chunk in iter(lambda: f.read(block), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Write a local file atomically: ``write(tmp)`` fills a temporary file next to ``path`` (same folder,
+    so the rename stays on one filesystem), which is fsynced and renamed onto ``path``. ``path`` exists
+    only with complete content; on any error the temporary file is removed and ``path`` is untouched.
+    Parent folders are created. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """``data`` to ``path`` atomically (see ``atomic_write``)."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """``text`` to ``path`` atomically (see ``atomic_write``), encoded with ``encoding``."""
+    return atomic_write_bytes(path, text.encode(encoding))

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from csvr.contracts import atomic_write_bytes
+
 SPLIT_VALUES: tuple[str, ...] = ("train", "test", "unused")
 BASE_COLUMNS: tuple[str, ...] = ("path", "label", "label_name")
 DEFAULT_SPLIT_COLUMNS: tuple[int, ...] = (1, 2, 3)
@@ -128,10 +130,7 @@ class Manifest:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write the canonical CSV (UTF-8) to `path`, creating parent folders; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.to_csv_text().encode("utf-8"))
-        return path
+        return atomic_write_bytes(path, self.to_csv_text().encode("utf-8"))
 
     @classmethod
     def from_csv(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from csvr.contracts import atomic_write_text
 from evaluate import paper
 from evaluate.report import ablation_markdown
 
@@ -104,7 +105,7 @@ def run_ablation(
         else:
             log.info("ablation table %s row %s: reusing result", table, row.key)
         results.setdefault(table, {}).setdefault(row.key, {}).update(by_signature[sig])
-        results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")  # a resume reads it back
     md = out_dir / "ablation.md"
     md.write_text(ablation_report(results), encoding="utf-8")
     return {"results": results, "results_path": results_path, "markdown": md}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +25,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from csvr.contracts import atomic_write
 from evaluate.metrics import VideoAccumulator, as_numpy
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,8 @@ def write_features(path: str | Path, sets: Iterable[FeatureSet], attrs: Mapping[
     dims = {s.features.shape[1] for s in sets}
     if len(dims) > 1:
         raise ValueError(f"{path}: splits have different feature sizes {sorted(dims)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             f.attrs["schema"] = SCHEMA
             f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -97,10 +96,8 @@ def write_features(path: str | Path, sets: Iterable[FeatureSet], attrs: Mapping[
                 g.create_dataset("video_ids", data=np.array(s.video_ids, dtype=object), dtype=h5py.string_dtype())
                 for k, v in s.attrs.items():
                     g.attrs[k] = _attr_value(v)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, write)
     log.info("wrote features %s: %s", path, ", ".join(f"{s.split}={len(s)}x{s.features.shape[1]}" for s in sets))
     return path
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from csvr.contracts import COCO_EDGES
+from csvr.contracts import COCO_EDGES, atomic_write_text
 
 from evaluate import paper
 from evaluate.metrics import as_numpy
@@ -572,10 +572,7 @@ def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> Path:
         return v
 
     data = {"schema": METRICS_SCHEMA, **clean(dict(metrics))}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def _recognition_section(m: Mapping[str, Any], classes: Sequence[str], groups: Mapping[str, str] | None,

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from csvr.contracts import atomic_write
+
 log = logging.getLogger(__name__)
 
 FORMAT = "csvr-checkpoint/1"
@@ -28,16 +30,12 @@ class CheckpointError(RuntimeError):
 
 
 def save_atomic(obj: dict, path: str | Path) -> Path:
-    """Save `obj` with torch.save to `path` atomically (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
+    """Save `obj` with torch.save to `path` atomically (temp file + fsync + rename: `atomic_write`)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+
+    return atomic_write(path, write)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
+from csvr.contracts import atomic_write_text
+
 STAGES = ("pose", "video", "context", "joint")
 VARIANTS = ("fi", "fs", "fd", "concat", "scratch", "scratch_fs")
 AUGMENTATIONS = ("random_crop", "flip", "gaussian_blur", "color_jitter")
@@ -470,7 +472,4 @@ def save_config(cfg: Any, run_dir: str | Path, extra: dict | None = None) -> Pat
     data = to_dict(cfg)
     data["meta"] = {"code_version": code_version(), "kind": type(cfg).__name__, **(extra or {})}
     path = run_dir / "config.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

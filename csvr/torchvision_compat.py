@@ -14,28 +14,15 @@ import sys
 
 import torch
 
+from csvr.boxes import nms
+
 _LIB = None
 
 
 def _nms(dets: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy non-maximum suppression on (N, 4) xyxy boxes; returns kept indices by score."""
-    order = scores.argsort(descending=True)
-    keep: list[int] = []
-    x1, y1, x2, y2 = dets.unbind(1)
-    areas = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
-    suppressed = torch.zeros(len(dets), dtype=torch.bool)
-    for idx in order.tolist():
-        if suppressed[idx]:
-            continue
-        keep.append(idx)
-        xx1 = torch.maximum(x1[idx], x1)
-        yy1 = torch.maximum(y1[idx], y1)
-        xx2 = torch.minimum(x2[idx], x2)
-        yy2 = torch.minimum(y2[idx], y2)
-        inter = (xx2 - xx1).clamp(min=0) * (yy2 - yy1).clamp(min=0)
-        iou = inter / (areas[idx] + areas - inter).clamp(min=1e-12)
-        suppressed |= iou > iou_threshold
-    return torch.tensor(keep, dtype=torch.long)
+    """Greedy non-maximum suppression on (N, 4) xyxy boxes (csvr.boxes.nms); returns kept indices by score."""
+    keep = nms(dets.detach().cpu().double().numpy(), scores.detach().cpu().double().numpy(), float(iou_threshold))
+    return torch.from_numpy(keep)
 
 
 def import_torchvision():

@@ -170,7 +170,7 @@ def pck(
     ref = reference_length(gt_xy, visible, norm)
     scale = np.array([w, h], np.float64)
     hits = total = scored = matched = 0
-    from .yolo import box_iou
+    from csvr.boxes import box_iou
 
     for t in range(len(gt_xy)):
         v = visible[t]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import posixpath
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "csvr-store/1"
 
@@ -119,3 +122,34 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """``text`` to ``path`` atomically (see ``atomic_write``), encoded with ``encoding``."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def read_jsonl(path: str | Path, check: Callable[[dict[str, Any]], str | None] | None = None) -> list[dict[str, Any]]:
+    """The records of a JSONL file, one JSON object per line (the training log ``log.jsonl`` that train
+    writes and evaluate reads is one).
+
+    Blank lines are skipped. A malformed LAST line (a run killed mid-write) is dropped with a warning; a
+    malformed line elsewhere, a line that is not a JSON object, or a record for which ``check`` returns a
+    message is a ValueError naming the file and line.
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records: list[dict[str, Any]] = []
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == last:
+                log.warning("%s:%d: dropping truncated last line (%s)", path, i + 1, e.msg)
+                continue
+            raise ValueError(f"{path}:{i + 1}: not valid JSON ({e.msg})") from e
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{i + 1}: expected a JSON object, got {type(rec).__name__}")
+        problem = check(rec) if check is not None else None
+        if problem:
+            raise ValueError(f"{path}:{i + 1}: {problem}")
+        records.append(rec)
+    return records

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from csvr.contracts import COCO_EDGES, atomic_write_text
+from csvr.contracts import COCO_EDGES, atomic_write_text, read_jsonl
 
 from evaluate import paper
 from evaluate.metrics import as_numpy
@@ -67,34 +67,20 @@ def _plt():
 # --------------------------------------------------------------------------------------------------
 
 
-def read_jsonl_log(path: str | Path) -> list[dict[str, Any]]:
-    """Read a training log: one JSON object per line with int `step` and str `stage`.
+def _log_record_problem(rec: dict[str, Any]) -> str | None:
+    if not isinstance(rec.get("step"), int) or isinstance(rec.get("step"), bool):
+        return "missing or non-integer 'step'"
+    if not isinstance(rec.get("stage"), str):
+        return "missing or non-string 'stage'"
+    return None
 
-    Blank lines are skipped. A malformed LAST line (a run killed mid-write) is dropped with a
+
+def read_jsonl_log(path: str | Path) -> list[dict[str, Any]]:
+    """Read a training log (``csvr.contracts.read_jsonl``): one JSON object per line with int `step` and
+    str `stage`. Blank lines are skipped; a malformed LAST line (a run killed mid-write) is dropped with a
     warning; a malformed line elsewhere is an error naming the file and line.
     """
-    path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records: list[dict[str, Any]] = []
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == last:
-                log.warning("%s:%d: dropping truncated last line (%s)", path, i + 1, e.msg)
-                continue
-            raise ValueError(f"{path}:{i + 1}: not valid JSON ({e.msg})") from e
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{i + 1}: expected a JSON object, got {type(rec).__name__}")
-        if not isinstance(rec.get("step"), int) or isinstance(rec.get("step"), bool):
-            raise ValueError(f"{path}:{i + 1}: missing or non-integer 'step'")
-        if not isinstance(rec.get("stage"), str):
-            raise ValueError(f"{path}:{i + 1}: missing or non-string 'stage'")
-        records.append(rec)
-    return records
+    return read_jsonl(path, check=_log_record_problem)
 
 
 def log_series(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:

@@ -75,7 +75,7 @@ def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int,
     import torch
 
     from train.config import PretrainConfig, load_config
-    from train.metrics_log import read_jsonl
+    from csvr.contracts import read_jsonl
     from train.pretrain import pretrain
 
     over = (f"model.backbone={backbone}", f"stages=[{{name: {stage}, steps: {warmup + steps}}}]",

@@ -126,11 +126,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """All records of a `log.jsonl` file."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
 # -------------------------------------------------------------------------------------------- images
 def _plt():
     import matplotlib

@@ -100,7 +100,7 @@ def run_smoke(config: Path, finetune_config: Path, store: str, run_dir: Path, *,
     from train.config import FinetuneConfig, PretrainConfig, load_config
     from train.distributed import barrier, init_from_env, shutdown
     from train.finetune import finetune
-    from train.metrics_log import read_jsonl
+    from csvr.contracts import read_jsonl
     from train.pretrain import pretrain
 
     cuda = torch.cuda.is_available()

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from csvr.contracts import COCO_EDGES, atomic_write_text, read_jsonl
+from csvr.plotting import pyplot
 
 from evaluate import paper
 from evaluate.metrics import as_numpy
@@ -50,16 +51,6 @@ EXAMPLE_KEYS: dict[str, str] = {
     "frames_future_real": "(N, T', H, W, 3): real future clip",
     "frames_future_generated": "(N, T', H, W, 3): generated future clip",
 }
-
-
-def _plt():
-    """pyplot with the non-interactive Agg backend (selected lazily, never at import time)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,7 +158,7 @@ def plot_training_curves(
         offset[s] = start - min(steps)
         start = start + (max(steps) - min(steps)) + 1
     x_lo = min(r["step"] for r in records if r["stage"] == stages[0])
-    plt = _plt()
+    plt = pyplot()
     ncol = min(3, len(keys))
     nrow = math.ceil(len(keys) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 3.3 * nrow), squeeze=False)
@@ -210,7 +201,7 @@ def _save(fig: Any, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    _plt().close(fig)
+    pyplot().close(fig)
     return out
 
 
@@ -261,7 +252,7 @@ def plot_per_class_accuracy(
     grouped = order_by_group(classes, groups)
     ordered = [c for _, cs in grouped for c in cs]
     index = {c: i for i, c in enumerate(classes)}
-    plt = _plt()
+    plt = pyplot()
     variants = list(per_class)
     width = 0.8 / max(1, len(variants))
     many = len(ordered) > 30  # e.g. UCF101's 101 classes: narrower bars, smaller labels, capped width
@@ -300,7 +291,7 @@ def plot_confusion_matrix(cm: Any, classes: Sequence[str], out: str | Path, titl
     if cm.shape != (len(classes), len(classes)):
         raise ValueError(f"confusion matrix {cm.shape} does not fit {len(classes)} classes")
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    plt = _plt()
+    plt = pyplot()
     size = min(max(4.5, 0.45 * len(classes) + 2.5), 26.0)
     tick_fs = 8 if len(classes) <= 30 else 5
     fig, ax = plt.subplots(figsize=(size + 1, size))
@@ -362,7 +353,7 @@ def plot_retrieval_examples(
                          f"labels {ql.shape}/{nl.shape}")
     sims = None if neighbour_sims is None else as_numpy(neighbour_sims)
     rows, k = n.shape[:2]
-    plt = _plt()
+    plt = pyplot()
     aspect = q.shape[1] / max(q.shape[2], 1)  # frame height / width
     fig, axes = plt.subplots(rows, k + 1, figsize=(2.1 * (k + 1), (2.1 * aspect + 0.55) * rows + 0.5), squeeze=False)
     for r in range(rows):
@@ -418,7 +409,7 @@ def plot_pose_prediction(
     centre, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 0.75 * float((hi - lo).max()) / 2)
     lo, hi = centre - half, centre + half
     pad = 0.08 * max(float((hi - lo).max()), 1e-3)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, ncol, figsize=(1.9 * ncol, 5.0), squeeze=False)
     for ax in axes.flat:
         ax.set_xlim(lo[0] - pad, hi[0] + pad)
@@ -456,7 +447,7 @@ def plot_frames_comparison(
             raise ValueError(f"clip {name!r} must be (T, H, W, 3), got {v.shape}")
     t = max(len(v) for v in clips.values())
     cols = np.linspace(0, t - 1, min(t, max_frames)).round().astype(int)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(clips), len(cols), figsize=(1.6 * len(cols) + 0.6, 1.7 * len(clips) + 0.5), squeeze=False)
     for r, (name, clip) in enumerate(clips.items()):
         for c, ti in enumerate(cols):

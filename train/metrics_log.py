@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from csvr.contracts import COCO_EDGES
+from csvr.plotting import pyplot
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +128,6 @@ def _jsonable(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------------- images
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _pose_limits(poses: list[torch.Tensor], masks: list[torch.Tensor | None]) -> tuple[np.ndarray, np.ndarray]:
     """Shared (x, y) limits around every drawn joint, with a 10% margin; the [0, 1] box when none is."""
     pts = [p.detach().float().cpu().numpy()[m.cpu().numpy().astype(bool)] if m is not None
@@ -155,7 +147,7 @@ def save_pose_plot(path: str | Path, current: torch.Tensor, future_real: torch.T
     panel shares the limits of the drawn joints. Joints unobserved in the real poses (`current_mask`,
     `mask` for the future) are not drawn; generated poses are drawn where the real future was observed.
     """
-    plt = _plt()
+    plt = pyplot()
     rows = [("current", current), ("future (real)", future_real), ("future (generated)", future_gen)]
     cols = min(max_frames, max(r[1].shape[0] for r in rows))
     fig, axes = plt.subplots(3, cols, figsize=(1.6 * cols, 5.0), squeeze=False)

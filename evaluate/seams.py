@@ -118,9 +118,7 @@ def eval_batches(
     test split at 10 clips per video would be ~90 GB); `num_workers=None` takes
     `loader_workers()`, `device="auto"` CUDA when available."""
     try:
-        from torch.utils.data import DataLoader
-
-        from train.data import EvalClipDataset
+        from train.data import EvalClipDataset, make_loader
         from train.data import make_augment
     except ImportError as e:
         raise SeamNotConnected(f"train does not provide EvalClipDataset/make_augment ({e})") from e
@@ -134,8 +132,7 @@ def eval_batches(
     def batches() -> Iterable[Mapping[str, Any]]:
         from tqdm import tqdm  # on stderr; TQDM_DISABLE (csvr -q) hides it
 
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
-                            pin_memory=device.startswith("cuda"))
+        loader = make_loader(ds, batch_size, workers=workers, pin_memory=device.startswith("cuda"))
         for batch in tqdm(loader, desc=f"eval/{split}", unit="batch", leave=False, dynamic_ncols=True):
             batch = {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
             out = augment(batch)

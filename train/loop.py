@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
 from train.config import OptimConfig, RunConfig
 from train.distributed import DistInfo
@@ -166,12 +166,10 @@ class ResumableBatches:
             return ThreadedLoader(self.dataset, self.batch_size, keys, threads=max(1, self.num_workers),
                                   depth=self.depth, pin_memory=self.pin_memory or cuda, safe=False,
                                   device=self.device if cuda else None)
-        from train.data import collate_samples
+        from train.data import collate_samples, make_loader
 
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=keys, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, drop_last=False, collate_fn=collate_samples,
-                          generator=torch.Generator().manual_seed(self.seed * 1000003 + 17),
-                          prefetch_factor=4 if self.num_workers else None)
+        return make_loader(self.dataset, self.batch_size, sampler=keys, workers=self.num_workers,
+                           pin_memory=self.pin_memory, collate_fn=collate_samples, seed=self.seed, prefetch=4)
 
     def __iter__(self) -> Iterator[dict]:
         n = self.batches_per_epoch()

@@ -49,11 +49,12 @@ from typing import Any
 import click
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import Dataset, RandomSampler
 
 from csvr.cli import json_option, write_json
 
 from .dataset import ClipDataset, SampleBatch, _alloc_batch, collate_samples, sample_seed
+from .loading import make_loader
 from .sampling import ClipSpec
 from .store import StoreReader
 from .threaded import ThreadedLoader
@@ -282,10 +283,8 @@ def time_loader(dataset: Dataset, *, workers: int, batch_size: int, batches: int
         warmup = workers * prefetch + 2
     n = (batches + warmup) * batch_size
     sampler = RandomSampler(dataset, replacement=True, num_samples=n, generator=torch.Generator().manual_seed(seed))
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        collate_fn=collate_samples,
-                        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-                        prefetch_factor=prefetch if workers else None, drop_last=True)
+    loader = make_loader(dataset, batch_size, sampler=sampler, workers=workers, collate_fn=collate_samples,
+                         persistent=True, pin_memory=torch.cuda.is_available(), prefetch=prefetch, drop_last=True)
     try:
         return _steady_rate(iter(loader), warmup, batches)
     finally:
@@ -430,10 +429,8 @@ class _BeforeBatches:
         self.sampler.set_epoch(self.epoch)
         n = len(list(iter(self.sampler))) // self.batch_size
         keys = _EndlessKeys(self.sampler, n * self.batch_size, self.epoch, 0)
-        return iter(DataLoader(self.ds, batch_size=self.batch_size, sampler=keys, num_workers=self.workers,
-                               pin_memory=torch.cuda.is_available(), drop_last=False,
-                               generator=torch.Generator().manual_seed(self.seed * 1000003 + 17),
-                               prefetch_factor=4 if self.workers else None))
+        return iter(make_loader(self.ds, self.batch_size, sampler=keys, workers=self.workers,
+                                pin_memory=torch.cuda.is_available(), seed=self.seed, prefetch=4))
 
 
 def time_stream(make: Any, *, batches: int, warmup: int, seed: int) -> dict[str, float]:

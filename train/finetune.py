@@ -29,9 +29,9 @@ from torch import nn
 
 from train import checkpoint as ckpt_mod
 from train.config import ConfigError, FinetuneConfig, ModelConfig, _from_dict, save_config, to_dict
-from train.distributed import DistInfo, any_rank, barrier, default_loader_workers, init_from_env
-from train.loop import (NonFiniteLossError, Position, ResumableBatches, autocast_context, build_optimizer,
-                        build_scheduler, first_non_finite, setup_runtime, to_device, wrap_ddp)
+from train.distributed import DistInfo, barrier, default_loader_workers, init_from_env
+from train.loop import (Position, ResumableBatches, autocast_context, build_optimizer, build_scheduler,
+                        raise_if_non_finite, setup_runtime, to_device, wrap_ddp)
 from train.metrics_log import MetricsLogger, StepTimer, grad_norms
 from train.models.backbones import build_backbone
 from train.models.context import MLPHead
@@ -291,11 +291,9 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
                 with autocast_context(dist_info.device, cfg.run.amp):
                     logits = model(batch["clip"], batch["pose"][..., :2])
                 loss = F.cross_entropy(logits.float(), batch["label"])
-                bad = first_non_finite({"loss/ce": loss})
-                if any_rank(bad is not None, dist_info.device):
-                    name, value = bad or ("<on another rank>", float("nan"))
-                    raise NonFiniteLossError(name, value, step + 1, "finetune",
-                                             str(last_path) if last_path.is_file() else None)
+                raise_if_non_finite({"loss/ce": loss}, step=step + 1, stage="finetune",
+                                    checkpoint=str(last_path) if last_path.is_file() else None,
+                                    device=dist_info.device)
                 loss.backward()
                 norms = grad_norms({n: m for n, m in net.named_children() if any(True for _ in m.parameters())})
                 if cfg.optim.grad_clip is not None:
@@ -313,8 +311,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
                         bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{float(loss.detach()):.3g}")
                     logger.log({"step": step, "stage": "finetune", "epoch": epoch, "loss/ce": float(loss.detach()),
                                 "acc/train_top1": acc, **norms, "lr": lr,
-                                "samples_per_s": timing["samples_per_s"],
-                                "data_wait_frac": timing["data_wait_frac"], "step_s": timing["step_s"]})
+                                **timing})  # timing: samples_per_s, data_wait_frac, step_s
             metrics = evaluate_clips(model, eval_loader, eval_aug, dist_info.device, cfg.run.amp)
             last_top1 = metrics["acc/top1"]
             logger.log({"step": step, "stage": "eval", "epoch": epoch, **metrics})

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Sampler
 
 from train.config import OptimConfig, RunConfig
-from train.distributed import DistInfo
+from train.distributed import DistInfo, any_rank
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,20 @@ def first_non_finite(losses: dict[str, torch.Tensor]) -> tuple[str, float] | Non
         if not math.isfinite(v):
             return name, v
     return None
+
+
+def raise_if_non_finite(losses: dict[str, torch.Tensor], *, step: int, stage: str, checkpoint: str | None,
+                        device: torch.device, logger: Any = None) -> None:
+    """Stop the run before it applies an update from a NaN/inf loss: when any rank's `losses` hold one
+    (`any_rank`, so every rank raises together), log a `non_finite_loss` event with `logger` (if given)
+    and raise NonFiniteLossError naming the term, `step` (the step being taken), `stage` and `checkpoint`
+    (the last good one, or None)."""
+    bad = first_non_finite(losses)
+    if any_rank(bad is not None, device):
+        name, value = bad if bad is not None else ("<on another rank>", float("nan"))
+        if logger is not None:
+            logger.log({"step": step, "stage": stage, "event": "non_finite_loss", "term": name, "value": value})
+        raise NonFiniteLossError(name, value, step, stage, checkpoint)
 
 
 def autocast_context(device: torch.device, amp: str):

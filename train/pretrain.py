@@ -25,9 +25,9 @@ import torch
 
 from train import checkpoint as ckpt_mod
 from train.config import PretrainConfig, StageConfig, save_config, to_dict
-from train.distributed import DistInfo, any_rank, barrier, default_loader_workers, init_from_env
-from train.loop import (NonFiniteLossError, Position, ResumableBatches, autocast_context, build_optimizer,
-                        build_scheduler, first_non_finite, setup_runtime, to_device, wrap_ddp)
+from train.distributed import DistInfo, barrier, default_loader_workers, init_from_env
+from train.loop import (Position, ResumableBatches, autocast_context, build_optimizer, build_scheduler,
+                        raise_if_non_finite, setup_runtime, to_device, wrap_ddp)
 from train.metrics_log import MetricsLogger, StepTimer, save_pose_plot, save_video_grid
 from train.steps import STEPS, LossModule, StepContext
 from train.system import DISCRIMINATORS, GROUPS, CSVRModel, count_parameters, stage_groups
@@ -178,12 +178,8 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
     last_good = str(last) if last.is_file() else None
 
     def check(terms: dict[str, torch.Tensor]) -> None:
-        bad = first_non_finite(terms)
-        if any_rank(bad is not None, dist_info.device):
-            name, value = bad if bad is not None else ("<on another rank>", float("nan"))
-            logger.log({"step": step + 1, "stage": stage.name, "event": "non_finite_loss", "term": name,
-                        "value": value})
-            raise NonFiniteLossError(name, value, step + 1, stage.name, last_good)
+        raise_if_non_finite(terms, step=step + 1, stage=stage.name, checkpoint=last_good, device=dist_info.device,
+                            logger=logger)
 
     ctx = StepContext(loss=cfg.loss, model=cfg.model, groups=groups, check=check,
                       autocast=lambda: autocast_context(dist_info.device, cfg.run.amp),
@@ -209,9 +205,7 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
         timing = timer.step_done(splan["global_batch"])
         if step % cfg.run.log_every == 0 or step == total_steps:
             logger.log({"step": step, "stage": stage.name, "epoch": batches.position.epoch,
-                        **scalars, "lr": lr,
-                        "samples_per_s": timing["samples_per_s"], "data_wait_frac": timing["data_wait_frac"],
-                        "step_s": timing["step_s"]})
+                        **scalars, "lr": lr, **timing})  # timing: samples_per_s, data_wait_frac, step_s
         if progress_bar is not None:
             progress_bar.update(1)
             progress_bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in scalars.items()

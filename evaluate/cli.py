@@ -262,7 +262,8 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
                    "when it exists, else NAME.yaml) or a pretraining config file.")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Pretraining/fine-tuning seeds, comma- or space-separated.")
 @click.option("--protocols", default="pose_rgb,rgb", show_default=True,
-              help="Comma-separated: pose_rgb (the f_i network), rgb (the V-Network alone).")
+              help="Comma-separated: pose_rgb (the f_i network), rgb (the V-Network alone), and optionally "
+                   "table_iv, table_v (the paper's Tables IV and V in the same form).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder: seed*/..., benchmark.json, benchmark.md. Rerunning resumes it.")
 @click.option("--set-pretrain", "pretrain_overrides", multiple=True, metavar="KEY=VALUE",
@@ -282,7 +283,7 @@ def ablate_benchmark(store: Path, config: str, seeds: str, protocols: str, out_d
     import shlex
     import sys
 
-    from evaluate.benchmark import PROTOCOLS, Benchmark, benchmark_markdown, machine
+    from evaluate.benchmark import PROTOCOL_TITLES, Benchmark, benchmark_markdown, machine
     from evaluate.rows import ablation_finetune_config, resolve_config
     from train.checkpoint import CheckpointError
     from train.config import ConfigError
@@ -290,9 +291,9 @@ def ablate_benchmark(store: Path, config: str, seeds: str, protocols: str, out_d
     try:
         seed_list = [int(s) for s in seeds.replace(",", " ").split()]
         names = tuple(p.strip() for p in protocols.split(",") if p.strip())
-        unknown = [p for p in names if p not in PROTOCOLS]
+        unknown = [p for p in names if p not in PROTOCOL_TITLES]
         if unknown or not names or not seed_list:
-            raise click.UsageError(f"--protocols: unknown {unknown}, known {list(PROTOCOLS)}; --seeds: give at least one")
+            raise click.UsageError(f"--protocols: unknown {unknown}, known {list(PROTOCOL_TITLES)}; --seeds: give at least one")
         bench = Benchmark(store=store, out_dir=out_dir, seeds=seed_list,
                           pretrain_config=resolve_config("pretrain", config),
                           finetune_config=ablation_finetune_config(config),

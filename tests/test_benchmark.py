@@ -99,3 +99,20 @@ def test_benchmark_runs_every_row_of_both_protocols_and_resumes(synthetic_store,
     lines.clear()
     assert bench.run()["protocols"] == summary["protocols"]   # nothing left to run, same summary
     assert "0 to run" in lines[0] and len(lines) == 1
+
+
+def test_tables_iv_and_v_run_in_the_same_form_with_their_own_orders(tmp_path):
+    from evaluate.benchmark import TABLE_ORDER
+
+    assert [r.key for r in protocol_rows("table_iv")] == ["l2", "infonce", "mi_infonce"]
+    assert {r.finetune_variant for r in protocol_rows("table_iv")} == {"video_only"}
+    assert [r.key for r in protocol_rows("table_v")] == ["recon", "pred", "both"]
+    bench = Benchmark(store=tmp_path, out_dir=tmp_path / "b", seeds=[0, 1], pretrain_config=tmp_path,
+                      finetune_config=tmp_path, protocols=("table_v",))
+    ids = list(range(40))
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        for key, p in (("recon", 0.3), ("pred", 0.35), ("both", 0.9)):
+            _write_row(bench.row_dir(seed, "table_v", key), ids, (rng.random(40) < p).astype(int).tolist())
+    pairs = {(q["a"], q["b"]): q["verdict"] for q in bench.summary()["protocols"]["table_v"]["pairs"]}
+    assert set(pairs) == set(TABLE_ORDER["table_v"]) and pairs[("recon", "both")] == "holds"

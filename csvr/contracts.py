@@ -153,3 +153,30 @@ def read_jsonl(path: str | Path, check: Callable[[dict[str, Any]], str | None] |
             raise ValueError(f"{path}:{i + 1}: {problem}")
         records.append(rec)
     return records
+
+
+def open_store(url: str | Path, *, allow_incomplete: bool = False, mode: str = "r") -> Any:
+    """Open a store (local path or fsspec URL) as a zarr group after checking that it exists, is a Zarr group,
+    has schema `SCHEMA` and is `complete` (unless `allow_incomplete`); `StoreError` names the store and the
+    problem. Every stage opens stores through this; each then checks what it needs on top."""
+    import zarr
+
+    url = str(url)
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    if "://" not in url and mode == "r" and not Path(url).exists():
+        raise StoreError(f"store {url}: no such file or directory")
+    try:
+        group = zarr.open_group(store=url, mode=mode)
+    except Exception as exc:  # zarr raises several types for "not a group"
+        raise StoreError(f"store {url}: not a readable Zarr group ({type(exc).__name__}: {exc})") from exc
+    schema = group.attrs.get("schema")
+    if schema is None:
+        raise StoreError(f"store {url}: no 'schema' attribute; not a csvr store")
+    if schema != SCHEMA:
+        raise StoreError(f"store {url}: unknown schema {schema!r} (expected {SCHEMA!r})")
+    if not group.attrs.get("complete", False) and not allow_incomplete:
+        raise StoreError(f"store {url}: marked incomplete (preprocessing did not finish); finish it by re-running "
+                         "the same preprocess command")
+    return group
+

@@ -28,18 +28,11 @@ class StoreInfo:
     """The little evaluation needs from a `csvr-store/1` store, read with zarr directly."""
 
     def __init__(self, path: str | Path, allow_incomplete: bool = False) -> None:
-        import zarr
+        from csvr.contracts import open_store
 
         self.path = str(path)
-        try:
-            self.root = zarr.open_group(self.path, mode="r")
-        except Exception as e:  # noqa: BLE001 - zarr raises several types; the message names the store
-            raise ValueError(f"{self.path}: cannot open as a Zarr store ({e})") from e
+        self.root = open_store(self.path, allow_incomplete=allow_incomplete)  # StoreError is a ValueError
         attrs = dict(self.root.attrs)
-        if attrs.get("schema") != "csvr-store/1":
-            raise ValueError(f"{self.path}: unknown store schema {attrs.get('schema')!r} (expected 'csvr-store/1')")
-        if not attrs.get("complete", False) and not allow_incomplete:
-            raise ValueError(f"{self.path}: store is incomplete (preprocessing did not finish)")
         self.attrs = attrs
         self.classes: list[str] = [str(c) for c in attrs.get("classes", [])]
         self.ids: list[str] = [str(v) for v in self.root["videos/id"][...]]

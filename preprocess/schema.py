@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from csvr.contracts import NUM_JOINTS, SCHEMA, VIDEO_COLUMNS, StoreError, table_sha256  # noqa: F401  (re-exported)
+from csvr.contracts import NUM_JOINTS, SCHEMA, VIDEO_COLUMNS, StoreError, open_store, table_sha256  # noqa: F401  (re-exported)
 
 # frame-aligned arrays (rows = stored frames, F) and I-frame-aligned arrays (rows = I)
 FRAME_ARRAYS = ("frames", "poses/keypoints", "poses/boxes", "poses/main_actor")
@@ -27,26 +27,6 @@ def array_specs(frame_size: tuple[int, int], max_people: int) -> dict[str, tuple
         "iframes/source_index": ((), "int32"),
         "iframes/pict_type": ((), "uint8"),
     }
-
-
-def open_store(url: str, *, allow_incomplete: bool = False, mode: str = "r") -> Any:
-    """Open a store (local path or fsspec URL) as a zarr group after checking schema and completeness."""
-    import zarr
-
-    url = str(url)
-    if url.startswith("file://"):
-        url = url[len("file://"):]
-    try:
-        group = zarr.open_group(store=url, mode=mode)
-    except Exception as exc:
-        raise StoreError(f"{url}: not a zarr store ({type(exc).__name__}: {exc})") from exc
-    schema = group.attrs.get("schema")
-    if schema != SCHEMA:
-        raise StoreError(f"{url}: unknown schema {schema!r} (expected {SCHEMA!r})")
-    if not group.attrs.get("complete", False) and not allow_incomplete:
-        raise StoreError(f"{url}: store is incomplete (preprocessing did not finish); "
-                         "rerun the same preprocess command to resume it")
-    return group
 
 
 def read_table(group: Any) -> dict[str, np.ndarray]:

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from csvr.contracts import SCHEMA, STORED_STATUSES, VIDEO_COLUMNS, StoreError, sha256_file, shard_key, table_sha256
+from csvr.contracts import (SCHEMA, STORED_STATUSES,  # noqa: F401  (SCHEMA re-exported by train.data)
+                             VIDEO_COLUMNS, StoreError, open_store, sha256_file, shard_key,
+                             table_sha256)
 
 log = logging.getLogger(__name__)
 
-KNOWN_SCHEMAS = (SCHEMA,)
 
 # name -> (ndim, dtype kind) checked at open time
 REQUIRED_ARRAYS: dict[str, tuple[int, str]] = {
@@ -74,26 +75,9 @@ def _as_str(values: np.ndarray) -> np.ndarray:
 
 def open_group(path: str | Path, allow_incomplete: bool = False) -> Any:
     """Open a store read-only and validate it; raises `StoreError` naming the store and the problem."""
-    import zarr
-
     spath = str(path)
-    if "://" not in spath and not Path(spath).exists():
-        raise StoreError(f"store {spath}: no such file or directory")
-    try:
-        group = zarr.open_group(spath, mode="r")
-    except Exception as exc:  # zarr raises several types for "not a group"
-        raise StoreError(f"store {spath}: not a readable Zarr group ({type(exc).__name__}: {exc})") from exc
-    attrs = dict(group.attrs)
-    schema = attrs.get("schema")
-    if schema is None:
-        raise StoreError(f"store {spath}: no 'schema' attribute; not a csvr store")
-    if schema not in KNOWN_SCHEMAS:
-        raise StoreError(f"store {spath}: unknown schema {schema!r}; this reader knows {list(KNOWN_SCHEMAS)}")
-    if not attrs.get("complete", False):
-        if not allow_incomplete:
-            raise StoreError(
-                f"store {spath}: marked incomplete (preprocessing did not finish); finish it by re-running "
-                "the same preprocess command, or pass allow_incomplete=True to read it anyway")
+    group = open_store(spath, allow_incomplete=allow_incomplete)
+    if not group.attrs.get("complete", False):
         log.warning("reading incomplete store %s (allow_incomplete=True)", spath)
     for name, (ndim, kind) in REQUIRED_ARRAYS.items():
         try:

@@ -90,3 +90,16 @@ def test_changed_table_values_are_refused_on_open(copy, column, change):
     with pytest.raises(StoreError, match="per-video table checksum mismatch"):
         StoreReader(copy)
     _verify_problems(copy, "per-video table: checksum mismatch")
+
+
+def test_pretrain_verify_store_refuses_a_flipped_frame(copy, tmp_path):
+    from click.testing import CliRunner
+
+    from csvr.cli import main
+    from train_testdata import FAST, TINY_PRETRAIN
+
+    _flip(_shard(copy, "frames"), 0.5)
+    args = ["pretrain", "--config", str(TINY_PRETRAIN), "--store", str(copy), "--run-dir", str(tmp_path / "run"),
+            "--verify-store", "--set", "stages=[{name: context, steps: 1}]"] + [a for o in FAST for a in ("--set", o)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code != 0 and "checksum mismatch" in res.output, res.output

@@ -28,6 +28,9 @@ def _fail(exc: Exception) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir (skips finished stages).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set batch_size=4 --set stages.pose.steps=10.")
+@click.option("--verify-store", is_flag=True,
+              help="Hash every store shard against its recorded sha256 on open (data.verify_checksums=true; "
+                   "~1 s per GB from page cache). Sizes and the table are always checked.")
 @click.option("--dry-run", is_flag=True, help="Print the training plan (per stage: epochs, steps, batch, lr) as "
               "JSON and exit without training.")
 @click.option("--world-size", type=click.IntRange(min=1), default=None,
@@ -35,7 +38,7 @@ def _fail(exc: Exception) -> None:
 @click.option("--train-clips", type=click.IntRange(min=1), default=None,
               help="With --dry-run: plan for a train split of this many clips (default: count the store's).")
 def pretrain(config_path: str, store: str, run_dir: str | None, resume: bool, overrides: tuple[str, ...],
-             dry_run: bool, world_size: int | None, train_clips: int | None) -> None:
+             verify_store: bool, dry_run: bool, world_size: int | None, train_clips: int | None) -> None:
     """CSVR self-supervised pretraining, staged as in the paper (pose, context, video, joint)."""
     from train.checkpoint import CheckpointError
     from train.config import ConfigError, PretrainConfig, load_config
@@ -43,6 +46,7 @@ def pretrain(config_path: str, store: str, run_dir: str | None, resume: bool, ov
     from train.loop import NonFiniteLossError
     from train.pretrain import pretrain as run
 
+    overrides = tuple(overrides) + (("data.verify_checksums=true",) if verify_store else ())
     try:
         cfg = load_config(PretrainConfig, config_path, overrides)
         if dry_run:
@@ -72,13 +76,16 @@ def pretrain(config_path: str, store: str, run_dir: str | None, resume: bool, ov
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Run folder to create/continue.")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from checkpoints/last.pt.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value.")
+@click.option("--verify-store", is_flag=True,
+              help="Hash every store shard against its recorded sha256 on open (data.verify_checksums=true; "
+                   "~1 s per GB from page cache). Sizes and the table are always checked.")
 @click.option("--dry-run", is_flag=True, help="Print the fine-tuning plan as JSON and exit without training.")
 @click.option("--world-size", type=click.IntRange(min=1), default=None,
               help="With --dry-run: plan for this many processes (default: torchrun's WORLD_SIZE, else 1).")
 @click.option("--train-clips", type=click.IntRange(min=1), default=None,
               help="With --dry-run: plan for a train split of this many clips (default: count the store's).")
 def finetune(config_path: str, store: str, pretrained: str | None, variant: str | None, run_dir: str | None,
-             resume: bool, overrides: tuple[str, ...], dry_run: bool, world_size: int | None,
+             resume: bool, overrides: tuple[str, ...], verify_store: bool, dry_run: bool, world_size: int | None,
              train_clips: int | None) -> None:
     """Fine-tune for action recognition; clip-level top-1 on the test split every epoch."""
     from train.checkpoint import CheckpointError
@@ -87,7 +94,8 @@ def finetune(config_path: str, store: str, pretrained: str | None, variant: str 
     from train.finetune import finetune as run
     from train.loop import NonFiniteLossError
 
-    overrides = tuple(overrides) + ((f"variant={variant}",) if variant else ())
+    overrides = tuple(overrides) + ((f"variant={variant}",) if variant else ()) + (
+        ("data.verify_checksums=true",) if verify_store else ())
     try:
         cfg = load_config(FinetuneConfig, config_path, overrides)
         if dry_run:

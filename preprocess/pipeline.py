@@ -118,16 +118,6 @@ def pose_chunk(est, pose_frames: np.ndarray, source_indices: np.ndarray, video_p
     return np.concatenate(kps), np.concatenate(bxs)
 
 
-def run_pose(est, pose_frames: np.ndarray, source_indices: np.ndarray, video_path: Path,
-             max_people: int, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Poses on every frame in batches -> keypoints (N,P,17,3), boxes (N,P,5) float32, main actor (N,)."""
-    from preprocess.pose.tracking import select_main_actor
-
-    kp, bx = pose_chunk(est, pose_frames, source_indices, video_path, max_people, batch)
-    main = np.asarray(select_main_actor(kp, bx, getattr(est, "tracker", None)), dtype=np.int8)
-    return kp, bx, main
-
-
 # Stored frames per staged part file of a video (a multiple of the pose batch is used, so batches are the
 # same as over the whole video): what one worker holds of a video at a time (docs/store.md, "Memory").
 STAGE_CHUNK = 64

@@ -9,7 +9,6 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 

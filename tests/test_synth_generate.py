@@ -170,3 +170,21 @@ def test_cli_prints_speed(tmp_path: Path) -> None:
     assert summary["videos"] == 4 and summary["frames"] == 100 and summary["videos_per_s"] > 0
     res = CliRunner().invoke(synth, [str(out), "--classes", "99"])
     assert res.exit_code != 0 and "num_classes" in res.output
+
+
+def test_extra_test_groups_keep_the_train_videos_byte_identical(tmp_path):
+    import json
+
+    from data_manifests.synthetic import generate
+
+    plain = generate(tmp_path / "plain", videos_per_class=4, num_classes=2, seed=0, seconds=(1.0, 1.2))
+    more = generate(tmp_path / "more", videos_per_class=4, num_classes=2, seed=0, seconds=(1.0, 1.2),
+                    extra_test_groups=1)
+    meta_p, meta_m = (json.loads((d / "synthetic.json").read_text()) for d in (plain, more))
+    assert meta_m["counts"]["train"] == meta_p["counts"]["train"]
+    assert meta_m["counts"]["test"] == meta_p["counts"]["test"] + 2 * 2   # one more group of 2 clips per class
+    train = (plain / "ucfTrainTestlist" / "trainlist01.txt").read_text()
+    assert train == (more / "ucfTrainTestlist" / "trainlist01.txt").read_text()
+    for line in train.splitlines():
+        rel = "UCF-101/" + line.split()[0]
+        assert (plain / rel).read_bytes() == (more / rel).read_bytes(), rel

@@ -24,6 +24,9 @@ def _cpu_seconds() -> float:
               help="Videos per class (split by group: --test-fraction of the groups go to the test list).")
 @click.option("--test-fraction", default=0.3, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               help="Fraction of each class's groups (2 videos each) in the test list; at least one group stays in train.")
+@click.option("--extra-test-groups", default=0, show_default=True, type=click.IntRange(min=0),
+              help="More test groups (2 videos each) per class after the usual ones; the train videos stay those "
+                   "of the same command without it (make benchmark: the demo's set with a bigger test split).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same dataset.")
 @click.option("--classes", "num_classes", default=12, show_default=True, type=click.IntRange(min=1),
               help="Number of classes (the first N of the class pool; at most 15).")
@@ -37,14 +40,14 @@ def _cpu_seconds() -> float:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1),
               help="Worker processes rendering videos.")
 @json_option(help="Write the timing summary as JSON to PATH; '-' = stdout (then nothing else goes to stdout).")
-def synth(out: Path, videos_per_class: int, test_fraction: float, seed: int, num_classes: int, gop: int, single_iframe: bool,
+def synth(out: Path, videos_per_class: int, test_fraction: float, extra_test_groups: int, seed: int, num_classes: int, gop: int, single_iframe: bool,
           codec: str, seconds: tuple[float, float], workers: int, json_out: Path | None) -> None:
     """Generate a labelled synthetic action dataset in the UCF101 layout under OUT."""
     from data_manifests.synthetic.generate import generate, plan_videos, Options
 
     try:
         total = len(plan_videos(Options(videos_per_class=videos_per_class, num_classes=num_classes,
-                                        test_fraction=test_fraction)))
+                                        test_fraction=test_fraction, extra_test_groups=extra_test_groups)))
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     t0 = time.perf_counter()
@@ -52,6 +55,7 @@ def synth(out: Path, videos_per_class: int, test_fraction: float, seed: int, num
     with click.progressbar(length=total, label="rendering videos", show_pos=True) as bar:
         generate(out, videos_per_class=videos_per_class, seed=seed, num_classes=num_classes, gop=gop,
                  single_iframe=single_iframe, workers=workers, codec=codec, seconds=seconds, test_fraction=test_fraction,
+                 extra_test_groups=extra_test_groups,
                  progress=lambda done, n: bar.update(1))
     dt = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0

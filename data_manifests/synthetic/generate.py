@@ -74,6 +74,8 @@ class Options:
     single_iframe: bool = False
     clips_per_group: int = 2
     test_fraction: float = 0.3
+    extra_test_groups: int = 0     # more test groups per class after the usual ones: the train videos stay
+                                   # exactly those of the same call without them (a bigger test split of one set)
     height: int = 240
     width: int = 320
     fps: int = 25
@@ -118,6 +120,8 @@ def plan_videos(opts: Options) -> list[VideoJob]:
         for i in range(opts.videos_per_class):
             g, c = i // cpg + 1, i % cpg + 1
             jobs.append(VideoJob(cls, label, g, c, "test" if g <= n_test else "train"))
+        for g in range(n_groups + 1, n_groups + opts.extra_test_groups + 1):
+            jobs += [VideoJob(cls, label, g, c, "test") for c in range(1, cpg + 1)]
     return jobs
 
 
@@ -256,7 +260,8 @@ def _write_one(args: tuple[Options, VideoJob, str]) -> tuple[str, int]:
 
 def generate(out: Path, *, videos_per_class: int = 4, seed: int = 0, num_classes: int = 12, gop: int = 12,
              single_iframe: bool = False, workers: int = 1, clips_per_group: int = 2,
-             test_fraction: float = 0.3, size: tuple[int, int] = (240, 320), fps: int = 25,
+             test_fraction: float = 0.3, extra_test_groups: int = 0, size: tuple[int, int] = (240, 320),
+             fps: int = 25,
              seconds: tuple[float, float] = (3.0, 6.0), codec: str = "mpeg4",
              progress: Callable[[int, int], None] | None = None) -> Path:
     """Write the synthetic dataset to `out` (UCF101 layout + joints + synthetic.json); return `out`.
@@ -273,7 +278,7 @@ def generate(out: Path, *, videos_per_class: int = 4, seed: int = 0, num_classes
         raise ValueError(f"size must be even and >= 32 pixels (got {size})")
     opts = Options(videos_per_class=videos_per_class, seed=seed, num_classes=num_classes, gop=gop,
                    single_iframe=single_iframe, clips_per_group=clips_per_group, test_fraction=test_fraction,
-                   height=size[0], width=size[1], fps=fps, min_seconds=seconds[0], max_seconds=seconds[1],
+                   extra_test_groups=extra_test_groups, height=size[0], width=size[1], fps=fps, min_seconds=seconds[0], max_seconds=seconds[1],
                    codec=codec)
     jobs = plan_videos(opts)
     classes = select_classes(num_classes)

@@ -282,3 +282,16 @@ def test_a_crop_larger_than_the_frames_fails_on_the_first_read(store):
         ds[(0, 1)]
     with pytest.raises(ValueError, match="larger than the store's frames"):
         ds.batch_layout(2)
+
+
+def test_a_frame_step_store_serves_the_recipe_exactly_or_refuses(tmp_path):
+    from data_fakestore import FakeStoreSpec
+
+    store = write_fake_store(tmp_path / "step2.zarr", FakeStoreSpec(frame_step=2))
+    ds = ClipDataset(store, split="train", spec=ClipSpec(frames=4, stride=4, future_frames=0, max_iframes=0))
+    assert ds.stride == 2  # 4 source frames = 2 stored frames
+    s = ds[(0, 0)]
+    stored = np.asarray(s["clip"])[:, 0, 0, 0].astype(int)  # the fake frame's red channel = its stored index in the video
+    assert (np.diff(stored) == 2).all()          # every 2nd stored frame = every 4th source frame
+    with pytest.raises(ValueError, match="cannot be served exactly"):
+        ClipDataset(store, split="train", spec=ClipSpec(frames=4, stride=3, future_frames=0, max_iframes=0))

@@ -74,6 +74,9 @@ def test_interpolate_gaps_fills_short_gaps_only():
     assert (interpolate_gaps(kp, obs, 0) == kp).all()
 
 
-def test_stored_stride():
+def test_stored_stride_maps_exactly_or_refuses():
     assert stored_stride(ClipSpec(stride=4), 1) == 4
     assert stored_stride(ClipSpec(stride=4), 2) == 2
+    assert stored_stride(ClipSpec(stride=4), 4) == 1
+    with pytest.raises(ValueError, match=r"clip stride 4 .* every 3-th source frame .*--frame-step that divides 4"):
+        stored_stride(ClipSpec(stride=4), 3)

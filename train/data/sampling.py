@@ -15,12 +15,10 @@ i * frame_step):
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-log = logging.getLogger(__name__)
 
 SHORT_VIDEO_POLICIES = ("loop", "pad")
 
@@ -70,14 +68,16 @@ class ClipSpec:
 
 
 def stored_stride(spec: ClipSpec, frame_step: int) -> int:
-    """The stride in stored frames for a store that kept every `frame_step`-th source frame."""
+    """The stride in stored frames for a store that kept every `frame_step`-th source frame: exactly
+    `spec.stride / frame_step`; a recipe stride the store cannot serve exactly is refused (ValueError)."""
     if frame_step <= 1:
         return spec.stride
-    s = max(1, round(spec.stride / frame_step))
-    if s * frame_step != spec.stride:
-        log.warning("stride %d is not a multiple of the store's frame_step %d; using %d stored frames (= %d source)",
-                    spec.stride, frame_step, s, s * frame_step)
-    return s
+    if spec.stride % frame_step:
+        raise ValueError(
+            f"clip stride {spec.stride} (source frames) cannot be served exactly by a store that kept every "
+            f"{frame_step}-th source frame (--frame-step {frame_step}): use a stride that is a multiple of "
+            f"{frame_step}, or preprocess with a --frame-step that divides {spec.stride}")
+    return spec.stride // frame_step
 
 
 def span(spec: ClipSpec, stride: int) -> int:

@@ -120,3 +120,20 @@ def mismatch_hint(missing: list[str], extra: list[str]) -> str:
     if extra:
         parts.append(f"on disk but in no annotation file: {name_list(extra)}")
     return "; ".join(parts)
+
+
+def expected_from_info(info: dict, path: Path) -> ExpectedCounts:
+    """Expected counts stated by a synthetic.json (classes always; videos/splits when recorded)."""
+    classes = info.get("classes")
+    if not isinstance(classes, list) or not classes:
+        raise ManifestError(f"{path}: 'classes' must be a non-empty list")
+    counts = info.get("counts") or {}
+    options = info.get("options") or {}
+    videos = counts.get("videos")
+    vpc = info.get("videos_per_class", options.get("videos_per_class"))
+    if videos is None and vpc is not None:
+        videos = int(vpc) * len(classes)
+    splits = {}
+    if "train" in counts and "test" in counts:
+        splits[1] = {"train": int(counts["train"]), "test": int(counts["test"])}
+    return ExpectedCounts(videos=videos, classes=len(classes), splits=splits)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from data_manifests.manifest import ExpectedCounts, Manifest, ManifestError, VideoEntry, name_list
 from data_manifests.parsers._common import (
+    expected_from_info,
     index_files,
     mismatch_hint,
     missing_error,
@@ -157,8 +158,6 @@ def parse_ucf101(
     if expected_counts is True and classes is None and info_path.is_file():
         # A `csvr synth` dataset in UCF101 layout states its own counts: check against those.
         import json
-
-        from data_manifests.parsers.synthetic import expected_from_info
 
         try:
             info = json.loads(info_path.read_text(encoding="utf-8"))

@@ -13,6 +13,18 @@ from preprocess.pose import quality as Q
 from pose_testdata import tiny_synth  # noqa: F401  (fixture)
 
 
+@pytest.fixture
+def yolo_weights() -> None:
+    """Skips the test when the YOLO pose model cannot run here (no onnxruntime or no local weights)."""
+    pytest.importorskip("onnxruntime")
+    from preprocess.pose.yolo import find_yolo_weights
+
+    try:
+        find_yolo_weights()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+
+
 def _gt() -> tuple[np.ndarray, np.ndarray]:
     """One frame, 100x100 image: shoulders at y=20, hips at y=60, x = 40/60 -> torso diagonal = sqrt(20^2+40^2)."""
     xy = np.full((1, 17, 2), 50.0)
@@ -108,16 +120,10 @@ def test_bench_smoke():
     assert r["fps"] > 0 and r["fps_per_cpu_second"] > 0
 
 
-def test_yolo_on_synthetic_figures(tmp_path):
+def test_yolo_on_synthetic_figures(yolo_weights, tmp_path):
     """The default estimator finds the generator's figures and their joints (PCK against ground truth)."""
-    pytest.importorskip("onnxruntime")
     from data_manifests.synthetic import generate
-    from preprocess.pose.yolo import find_yolo_weights
 
-    try:
-        find_yolo_weights()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
     root = generate(tmp_path / "synth", videos_per_class=2, num_classes=2, seed=0)
     res = Q.measure_synthetic(build_estimator("yolo"), root, max_videos=4, max_frames=12, step=3)
     assert res["videos"] == 4 and res["frames"] == 48
@@ -164,17 +170,11 @@ def test_frame_variants():
     assert Q.parse_tracker("none")[1].min_frames == 1
 
 
-def test_sweep_end_to_end_with_cache(real_clips, tmp_path):
-    pytest.importorskip("onnxruntime")
+def test_sweep_end_to_end_with_cache(real_clips, yolo_weights, tmp_path):
     from click.testing import CliRunner
 
     from data_manifests.synthetic import generate
-    from preprocess.pose.yolo import find_yolo_weights
 
-    try:
-        find_yolo_weights()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
     synth = generate(tmp_path / "synth", videos_per_class=2, num_classes=1, seed=0)
     neg = tmp_path / "neg"
     Q.write_negative_crops(real_clips, neg)

@@ -69,11 +69,11 @@ store: setup  ## build OUT only when it is absent
 
 # --- training -----------------------------------------------------------------------------------------
 pretrain: store  ## CSVR pretraining, configs/pretrain/CONFIG.yaml, NPROC processes (TRAIN_ARGS)
-	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.cli pretrain \
+	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m csvr.train.cli pretrain \
 	  --config configs/pretrain/$(CONFIG).yaml --store $(OUT) --run-dir $(PRETRAIN_RUN) --resume $(TRAIN_ARGS)
 
 finetune: store  ## fine-tune VARIANT from PRETRAINED, configs/finetune/CONFIG.yaml (TRAIN_ARGS)
-	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.cli finetune \
+	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m csvr.train.cli finetune \
 	  --config configs/finetune/$(CONFIG).yaml --store $(OUT) --run-dir $(FINETUNE_RUN) --resume \
 	  --variant $(VARIANT) $(if $(filter scratch,$(VARIANT)),,--pretrained $(PRETRAINED)) $(TRAIN_ARGS)
 
@@ -81,7 +81,7 @@ finetune: store  ## fine-tune VARIANT from PRETRAINED, configs/finetune/CONFIG.y
 SMOKE_STEPS ?= 2
 SMOKE_ARGS ?=
 smoke: store  ## every stage + a fine-tune for SMOKE_STEPS steps at CONFIG's real shapes (SMOKE_ARGS)
-	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m train.smoke --config $(CONFIG) --store $(OUT) \
+	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m csvr.train.smoke --config $(CONFIG) --store $(OUT) \
 	  --steps $(SMOKE_STEPS) --json runs/smoke/$(CONFIG).json $(SMOKE_ARGS)
 
 # The same on every visible GPU with bf16 and NCCL (20 steps, 5 untimed); on a machine without a GPU it
@@ -89,7 +89,7 @@ smoke: store  ## every stage + a fine-tune for SMOKE_STEPS steps at CONFIG's rea
 GPU_CONFIG ?= ucf101_r2plus1d_18
 GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 gpu-check: store  ## the smoke run on every GPU with bf16 + NCCL (CPU fallback says what it skipped)
-	$(BIN)/torchrun --standalone --nproc_per_node $(if $(filter-out 0,$(GPUS)),$(GPUS),1) -m train.smoke --gpu-check \
+	$(BIN)/torchrun --standalone --nproc_per_node $(if $(filter-out 0,$(GPUS)),$(GPUS),1) -m csvr.train.smoke --gpu-check \
 	  --config $(GPU_CONFIG) --store $(OUT) --steps 20 --warmup 5 --json runs/smoke/gpu-check.json $(SMOKE_ARGS)
 
 # --- evaluation ---------------------------------------------------------------------------------------
@@ -153,10 +153,10 @@ bench: store  ## preprocess, loader and training benchmarks -> bench/*.json
 	$(BIN)/csvr bench preprocess --json bench/preprocess.json
 	$(BIN)/csvr bench loader $(OUT) --video-root $(ROOT) --json bench/loader.json
 	$(BIN)/csvr bench train $(OUT) --config configs/pretrain/$(CONFIG).yaml --json bench/train.json
-	$(BIN)/python -m train.models.summary --json bench/models_summary.json
+	$(BIN)/python -m csvr.train.models.summary --json bench/models_summary.json
 
 models-summary: setup  ## parameters and MACs of every backbone
-	mkdir -p bench && $(BIN)/python -m train.models.summary --json bench/models_summary.json
+	mkdir -p bench && $(BIN)/python -m csvr.train.models.summary --json bench/models_summary.json
 
 clean:  ## remove .venv, stores, runs and bench
 	rm -rf $(VENV) stores runs bench

@@ -17,23 +17,23 @@ import click
 
 # name -> "module:attribute" of a click command or group, owned by the stage that implements it.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("data_manifests.synthetic.cli:synth", "Generate the synthetic action-video dataset."),
-    "manifest": ("data_manifests.cli:manifest", "Build a dataset manifest (videos, labels, splits)."),
-    "download": ("data_manifests.download:download", "Download and extract UCF101 / HMDB51."),
-    "preprocess": ("preprocess.cli:preprocess", "Videos -> sharded Zarr store (Dask-parallel)."),
-    "shards": ("preprocess.shards_cli:shards", "Inspect a store: info, ls, show, verify, preview."),
+    "synth": ("csvr.data_manifests.synthetic.cli:synth", "Generate the synthetic action-video dataset."),
+    "manifest": ("csvr.data_manifests.cli:manifest", "Build a dataset manifest (videos, labels, splits)."),
+    "download": ("csvr.data_manifests.download:download", "Download and extract UCF101 / HMDB51."),
+    "preprocess": ("csvr.preprocess.cli:preprocess", "Videos -> sharded Zarr store (Dask-parallel)."),
+    "shards": ("csvr.preprocess.shards_cli:shards", "Inspect a store: info, ls, show, verify, preview."),
     "bench": ("csvr.cli:bench", "Benchmarks that print numbers and write JSON."),
-    "pretrain": ("train.cli:pretrain", "CSVR self-supervised pretraining."),
-    "finetune": ("train.cli:finetune", "Fine-tune for action recognition."),
-    "evaluate": ("evaluate.cli:evaluate", "Recognition, retrieval and pretext metrics + report."),
-    "ablate": ("evaluate.cli:ablate", "Run the paper's ablation tables."),
+    "pretrain": ("csvr.train.cli:pretrain", "CSVR self-supervised pretraining."),
+    "finetune": ("csvr.train.cli:finetune", "Fine-tune for action recognition."),
+    "evaluate": ("csvr.evaluate.cli:evaluate", "Recognition, retrieval and pretext metrics + report."),
+    "ablate": ("csvr.evaluate.cli:ablate", "Run the paper's ablation tables."),
 }
 
 BENCH_COMMANDS: dict[str, tuple[str, str]] = {
-    "preprocess": ("preprocess.bench:bench_preprocess", "Preprocessing speed."),
-    "memory": ("preprocess.bench:bench_memory", "Peak memory of one preprocessing worker vs video length."),
-    "loader": ("train.data.bench:bench_loader", "Store loader vs PyAV decoding vs raw memmap."),
-    "train": ("train.bench:bench_train", "Training step speed per backbone."),
+    "preprocess": ("csvr.benchmarks.preprocessing:bench_preprocess", "Preprocessing speed."),
+    "memory": ("csvr.benchmarks.preprocessing:bench_memory", "Peak memory of one preprocessing worker vs video length."),
+    "loader": ("csvr.benchmarks.loader:bench_loader", "Store loader vs PyAV decoding vs raw memmap."),
+    "train": ("csvr.benchmarks.training:bench_train", "Training step speed per backbone."),
 }
 
 
@@ -67,7 +67,7 @@ class LazyGroup(click.Group):
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # csvr's own top-level packages: `-v` turns these to DEBUG, `-vv` everything.
-PACKAGES = ("csvr", "data_manifests", "preprocess", "train", "evaluate")
+PACKAGES = ("csvr",)  # every stage lives under it: csvr.train, csvr.evaluate, ...
 
 
 class _StderrHandler(logging.StreamHandler):

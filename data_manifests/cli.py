@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from data_manifests import DATASETS, ManifestError, build_manifest
-from data_manifests.manifest import Manifest
+from csvr.data_manifests import DATASETS, ManifestError, build_manifest
+from csvr.data_manifests.manifest import Manifest
 
 
 def default_out(dataset: str, root: Path) -> Path:

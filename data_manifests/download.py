@@ -123,10 +123,8 @@ def _fetch_once(url: str, part: Path, offset: int, total: int | None, timeout: f
 
 
 def _progress(total: int | None, initial: int, name: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
+    from tqdm import tqdm
+
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, desc=name, disable=None, leave=False)
 
 
@@ -410,8 +408,8 @@ def download(
     dataset: str, dest: Path, mirror: str | None, no_extract: bool, delete_archives: bool, extractor: str, verify: bool
 ) -> None:
     """Download DATASET (ucf101 | hmdb51) from the official site, resuming, verifying and extracting it."""
-    from data_manifests import ManifestError, build_manifest
-    from data_manifests.cli import default_out, format_counts
+    from csvr.data_manifests import ManifestError, build_manifest
+    from csvr.data_manifests.cli import default_out, format_counts
 
     sources = mirror_sources(dataset, mirror) if mirror else None
     try:

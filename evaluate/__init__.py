@@ -1,1 +1,1 @@
-"""csvr stage: evaluate."""
+"""Evaluation (`csvr evaluate`, `csvr ablate`): recognition, retrieval, pretext metrics, reports and ablation tables."""

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from csvr.contracts import atomic_write_text
-from evaluate import paper
-from evaluate.report import ablation_markdown
+from csvr.evaluate import paper
+from csvr.evaluate.markdown import ablation_markdown
 
 log = logging.getLogger(__name__)
 

@@ -33,11 +33,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from evaluate import paper
+from csvr.evaluate import paper
 
 log = logging.getLogger(__name__)
 
-# protocol -> {row key: fine-tuning variant (evaluate.rows.VARIANTS keys)}
+# protocol -> {row key: fine-tuning variant (evaluate.ablation_runner.VARIANTS keys)}
 PROTOCOLS: dict[str, dict[str, str]] = {
     "pose_rgb": {"scratch": "scratch", "f_d": "integrated", "f_s": "integrated", "f_i_adain": "integrated",
                  "f_i_concat": "concat", "full": "integrated"},
@@ -121,7 +121,7 @@ class Benchmark:
         return self.out_dir / f"seed{seed}" / protocol / key
 
     def _runner(self, seed: int) -> Any:
-        from evaluate.rows import RowRunner
+        from csvr.evaluate.ablation_runner import RowRunner
 
         return RowRunner(store=Path(self.store), pretrain_config=Path(self.pretrain_config),
                          finetune_config=Path(self.finetune_config), out_dir=self.out_dir / f"seed{seed}",

@@ -52,7 +52,7 @@ def finetune_checkpoint(run: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """`train.checkpoint.load` (weights-only, format-checked)."""
-    from train.checkpoint import load
+    from csvr.train.checkpoint import load
 
     return load(path)
 
@@ -83,7 +83,7 @@ def merge_stage_checkpoints(paths: Sequence[str | Path], out: str | Path,
     `model_config.options` (e.g. `{"feature_layer": 2}` for Table III: the pose stage's weights do not
     depend on which encoder layer f_d is later read from). Refuses checkpoints of different models.
     """
-    from train.checkpoint import CheckpointError, save_atomic
+    from csvr.train.checkpoint import CheckpointError, save_atomic
 
     if not paths:
         raise ValueError("merge_stage_checkpoints needs at least one checkpoint")
@@ -119,13 +119,13 @@ def merge_stage_checkpoints(paths: Sequence[str | Path], out: str | Path,
 
 def load_pretrained_network(path: str | Path, device: str = "cpu") -> Any:
     """`train.pretrain.load_pretrained_model`: the whole `CSVRModel`, eval mode."""
-    from train.pretrain import load_pretrained_model
+    from csvr.train.pretrain import load_pretrained_model
 
     return load_pretrained_model(path, device)
 
 
 def load_finetuned_network(path: str | Path, device: str = "cpu") -> Any:
     """`train.finetune.load_finetuned`: the fine-tuned `DownstreamNet`, eval mode."""
-    from train.finetune import load_finetuned
+    from csvr.train.finetune import load_finetuned
 
     return load_finetuned(path, device)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from csvr.cli import json_option, write_json
-from evaluate.metrics import RETRIEVAL_KS
+from csvr.evaluate.metrics import RETRIEVAL_KS
 
 
 def _ks(value: str) -> tuple[int, ...]:
@@ -39,7 +39,8 @@ def evaluate() -> None:
               help="Where to write report.md and plots/ (default: RUN_DIR).")
 def report_cmd(run_dir: Path, groups: Path | None, out_dir: Path | None) -> None:
     """Build report.md and PNG plots from RUN_DIR (metrics.json, *.jsonl logs, eval/examples.npz)."""
-    from evaluate.report import build_report, load_class_groups
+    from csvr.evaluate.plots import load_class_groups
+    from csvr.evaluate.report import build_report
 
     try:
         written = build_report(run_dir, out_dir=out_dir, groups=load_class_groups(groups) if groups else None)
@@ -57,8 +58,8 @@ def report_cmd(run_dir: Path, groups: Path | None, out_dir: Path | None) -> None
 @json_option()
 def retrieval_cmd(features: Path, gallery: str, queries: str, ks: str, json_out: Path | None) -> None:
     """R@k video retrieval from a features file (HDF5 written by `csvr evaluate run`)."""
-    from evaluate.features import read_attrs, read_features
-    from evaluate.pipeline import retrieval_metrics
+    from csvr.evaluate.features import read_attrs, read_features
+    from csvr.evaluate.pipeline import retrieval_metrics
 
     try:
         g, q = read_features(features, gallery), read_features(features, queries)
@@ -96,8 +97,8 @@ def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, o
     import logging
     import time
 
-    from evaluate.run import evaluate_checkpoints
-    from evaluate.seams import SeamNotConnected, eval_threads, loader_workers, resolve_device
+    from csvr.evaluate.pipeline import evaluate_checkpoints
+    from csvr.evaluate.components import eval_threads, loader_workers, resolve_device
 
     if pretrain_run is None and finetune_run is None:
         raise click.UsageError("give --pretrain-run and/or --finetune-run")
@@ -113,7 +114,7 @@ def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, o
         written = evaluate_checkpoints(store, out_dir, pretrain_run=pretrain_run, finetune_run=finetune_run,
                                        groups=groups, num_clips=num_clips, batch_size=batch_size, device=device,
                                        num_workers=num_workers)
-    except (SeamNotConnected, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise click.ClickException(str(e)) from e
     plots = sorted(p for p in written.values() if p.suffix == ".png")
     click.echo(f"metrics: {written['metrics']}\nreport: {written['report']}  ({len(plots)} plots, "
@@ -127,9 +128,7 @@ def run_cmd(store: Path, pretrain_run: Path | None, finetune_run: Path | None, o
 @json_option()
 def code_probe_cmd(checkpoint: Path, store: Path, steps: int, json_out: Path | None) -> None:
     """The reconstruction ceiling of a checkpoint's frozen code f_s, against an oracle colour code."""
-    import json
-
-    from evaluate.code_probe import ProbeConfig, probe_markdown, run_probe
+    from csvr.evaluate.code_probe import ProbeConfig, probe_markdown, run_probe
 
     try:
         result = run_probe(checkpoint, store, ProbeConfig(steps=steps))
@@ -150,7 +149,7 @@ def ablate() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write Markdown here too.")
 def ablate_table(results: Path, out: Path | None) -> None:
     """Print ablation results ({table: {row: {dataset: top-1}}}) as Markdown beside the paper's numbers."""
-    from evaluate.ablation import ablation_report, load_results
+    from csvr.evaluate.ablation import ablation_report, load_results
 
     try:
         text = ablation_report(load_results(results))
@@ -168,7 +167,7 @@ def ablate_table(results: Path, out: Path | None) -> None:
 @json_option(help="Write the per-row mean/min/max as JSON to PATH; '-' = stdout (then nothing else goes to stdout).")
 def ablate_seeds(results: tuple[Path, ...], out: Path | None, json_out: Path | None) -> None:
     """Mean and range over seeds of several ablation runs' results.json (one per seed)."""
-    from evaluate.seeds import load_seed_results, seeds_markdown, summarize
+    from csvr.evaluate.seeds import load_seed_results, seeds_markdown, summarize
 
     try:
         summary = summarize(load_seed_results(list(results)))
@@ -220,17 +219,17 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
     (clip- and video-level top-1 beside the paper's numbers). Resumable: finished rows are kept."""
     import time
 
-    from evaluate.ablation import run_ablation
+    from csvr.evaluate.ablation import run_ablation
     import torch
 
-    from evaluate.rows import RowRunner, ablation_finetune_config, resolve_config
-    from evaluate.seams import SeamNotConnected, StoreInfo, eval_threads
+    from csvr.evaluate.ablation_runner import RowRunner, ablation_finetune_config, resolve_config
+    from csvr.evaluate.components import StoreInfo, eval_threads
 
     t0 = time.perf_counter()
     overrides = tuple(finetune_overrides) + ((f"epochs={epochs}",) if epochs is not None else ())
     try:
-        from train.checkpoint import CheckpointError
-        from train.config import ConfigError
+        from csvr.train.checkpoint import CheckpointError
+        from csvr.train.config import ConfigError
 
         runner = RowRunner(store=store, pretrain_config=resolve_config("pretrain", config),
                            finetune_config=(resolve_config("finetune", finetune_config) if finetune_config
@@ -243,10 +242,10 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
         res = run_ablation([t.strip() for t in tables.split(",") if t.strip()], out_dir,
                            info.attrs.get("dataset", "dataset"), runner)
         if report_dir is not None:
-            from evaluate.rows import attach_to_report
+            from csvr.evaluate.ablation_runner import attach_to_report
 
             attach_to_report(report_dir, res["results"], out_dir)
-    except (SeamNotConnected, ValueError, KeyError, FileNotFoundError, FileExistsError, CheckpointError,
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, CheckpointError,
             ConfigError) as e:
         raise click.ClickException(str(e).strip("'\"")) from e
     click.echo(Path(res["markdown"]).read_text(encoding="utf-8"))
@@ -283,10 +282,10 @@ def ablate_benchmark(store: Path, config: str, seeds: str, protocols: str, out_d
     import shlex
     import sys
 
-    from evaluate.benchmark import PROTOCOL_TITLES, Benchmark, benchmark_markdown, machine
-    from evaluate.rows import ablation_finetune_config, resolve_config
-    from train.checkpoint import CheckpointError
-    from train.config import ConfigError
+    from csvr.evaluate.benchmark import PROTOCOL_TITLES, Benchmark, benchmark_markdown, machine
+    from csvr.evaluate.ablation_runner import ablation_finetune_config, resolve_config
+    from csvr.train.checkpoint import CheckpointError
+    from csvr.train.config import ConfigError
 
     try:
         seed_list = [int(s) for s in seeds.replace(",", " ").split()]

@@ -39,7 +39,7 @@ class ProbeConfig:
 
 
 def _batches(ds: Any, augment: torch.nn.Module, keys: list, batch: int):
-    from train.data import collate_samples
+    from csvr.train.data import collate_samples
 
     for i in range(0, len(keys), batch):
         b = collate_samples([ds[k] for k in keys[i:i + batch]])
@@ -48,7 +48,7 @@ def _batches(ds: Any, augment: torch.nn.Module, keys: list, batch: int):
 
 @torch.no_grad()
 def _codes(net: Any, ds: Any, augment: torch.nn.Module, keys: list, batch: int, size: int):
-    from train.steps import video_target
+    from csvr.train.steps import video_target
 
     codes: dict[str, list[torch.Tensor]] = {k: [] for k in CODES}
     targets = []
@@ -74,7 +74,7 @@ def fresh_copy(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def _psnr(fake: torch.Tensor, real: torch.Tensor) -> float:
-    from evaluate import metrics as M
+    from csvr.evaluate import metrics as M
 
     def frames(x: torch.Tensor) -> np.ndarray:  # [-1, 1] (B, 3, T, H, W) -> [0, 1] (B, T, H, W, 3)
         return ((x + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).numpy()
@@ -86,10 +86,10 @@ def _psnr(fake: torch.Tensor, real: torch.Tensor) -> float:
 
 def run_probe(checkpoint: str | Path, store: str | Path, cfg: ProbeConfig = ProbeConfig()) -> dict[str, Any]:
     """Train one generator per code on the train split, score each on the test split (see module docstring)."""
-    from train import checkpoint as ckpt_mod
-    from train.data import ClipDataset, ClipSpec, EvalClipDataset
-    from train.data import make_augment
-    from train.pretrain import load_pretrained_model
+    from csvr.train import checkpoint as ckpt_mod
+    from csvr.train.data import ClipDataset, ClipSpec, EvalClipDataset
+    from csvr.train.data import make_augment
+    from csvr.train.pretrain import load_pretrained_model
 
     t0 = time.perf_counter()
     net = load_pretrained_model(checkpoint)

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from csvr.contracts import atomic_write
-from evaluate.metrics import VideoAccumulator, as_numpy
+from csvr.evaluate.metrics import VideoAccumulator, as_numpy
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,6 @@ def _open(path: Path) -> h5py.File:
     return f
 
 
-def list_splits(path: str | Path) -> list[str]:
-    """Names of the splits stored in a features file."""
-    with _open(Path(path)) as f:
-        return sorted(f.keys())
-
-
 def read_attrs(path: str | Path) -> dict[str, Any]:
     """Root attributes of a features file (JSON-encoded values decoded)."""
     with _open(Path(path)) as f:
@@ -180,18 +174,12 @@ def extract_video_features(
     -- the keys of the contract's eval dataset after `ClipAugment(train=False)`; with
     `input_key=None` the whole batch is passed (models that also read `pose`). `video_ids` maps a
     video index to its string id (the store's `videos/id`); without it the index is used. Runs under
-    `torch.no_grad()` when torch is importable.
+    `torch.no_grad()`.
     """
-    try:
-        import torch
+    import torch
 
-        ctx: Any = torch.no_grad()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        import contextlib
-
-        ctx = contextlib.nullcontext()
     acc = VideoAccumulator()
-    with ctx:
+    with torch.no_grad():
         for i, batch in enumerate(batches):
             for key in ("label", "video_index") + ((input_key,) if input_key is not None else ()):
                 if key not in batch:

@@ -69,16 +69,6 @@ def top1_accuracy(scores: Any, labels: Any) -> float:
     return float(np.mean(s.argmax(axis=1) == y))
 
 
-def topk_accuracy(scores: Any, labels: Any, k: int) -> float:
-    """Fraction of rows whose label is among the k highest scores (ties broken by index order)."""
-    s, y = _scores(scores, "scores"), _labels(labels, "labels")
-    _same_length(scores=s, labels=y)
-    if not 1 <= k <= s.shape[1]:
-        raise ValueError(f"k={k} outside [1, num_classes={s.shape[1]}]")
-    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top == y[:, None], axis=1)))
-
-
 def group_mean(values: Any, group_ids: Any) -> tuple[np.ndarray, np.ndarray]:
     """Average rows of `values` (N, ...) that share a group id (e.g. clips of one video).
 
@@ -225,12 +215,6 @@ def video_level_scores(
     if inconsistent.size:
         raise ValueError(f"clips of video(s) {vids[inconsistent][:5].tolist()} carry different labels")
     return vids, mean_scores, np.rint(lab_mean).astype(np.int64)
-
-
-def video_top1_accuracy(clip_scores: Any, clip_labels: Any, video_ids: Any) -> float:
-    """Video-level top-1: arg-max of the clip scores averaged over each video's clips."""
-    _, scores, labels = video_level_scores(clip_scores, clip_labels, video_ids)
-    return float(np.mean(scores.argmax(axis=1) == labels))
 
 
 def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:

@@ -1,14 +1,16 @@
 """Evaluation of a run from callables: recognition, retrieval, pretext metrics, examples, report.
 
 Everything model- or store-specific is passed in as an `EvalComponents` of plain callables and batch
-iterables, so this module runs (and is tested) without checkpoints; `evaluate.seams` builds the real
-components from a run folder and a store. Section builders (`recognition_metrics`, ...) turn arrays
+iterables, so `evaluate_run` runs (and is tested) without checkpoints; `evaluate_checkpoints` (`csvr evaluate
+run`) builds the real components from run folders and a store (`evaluate.components`) and calls it. Section builders (`recognition_metrics`, ...) turn arrays
 into the dicts stored in metrics.json (schema in docs/evaluation.md).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from evaluate import metrics as M
-from evaluate import video_baselines as VB
-from evaluate.features import FeatureSet, extract_video_features, feature_set, write_features
-from evaluate.report import build_report, write_metrics
+from csvr.evaluate import metrics as M
+from csvr.evaluate import video_baselines as VB
+from csvr.evaluate.features import FeatureSet, extract_video_features, feature_set, write_features
+from csvr.evaluate.metrics_io import write_metrics
+from csvr.evaluate.report import build_report
 
 log = logging.getLogger(__name__)
 
@@ -379,4 +382,104 @@ def evaluate_run(
         written["examples"] = path
     written["metrics"] = write_metrics(run_dir / "metrics.json", metrics)
     written.update(build_report(run_dir))
+    return written
+
+
+# --------------------------------------------------------------------------------------------------
+# `csvr evaluate run`: from run folders
+# --------------------------------------------------------------------------------------------------
+
+PRETEXT_BATCH = 16  # clips (distinct videos) per batch for context matching: chance level 1/16
+
+
+def collect_logs(out_dir: str | Path, runs: Mapping[str, str | Path | None]) -> dict[str, Path]:
+    """Copy each run's `log.jsonl` to `OUT/logs/<name>/log.jsonl` (the report plots every *.jsonl
+    under its folder); runs without a log are skipped with a warning."""
+    out: dict[str, Path] = {}
+    for name, run in runs.items():
+        if run is None:
+            continue
+        src = Path(run) / "log.jsonl" if Path(run).is_dir() else Path(run).parent.parent / "log.jsonl"
+        if not src.is_file():
+            log.warning("%s: no training log to plot", src)
+            continue
+        dst = Path(out_dir) / "logs" / name / "log.jsonl"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        out[name] = dst
+    return out
+
+
+def evaluate_checkpoints(
+    store: str | Path,
+    out_dir: str | Path,
+    *,
+    pretrain_run: str | Path | None = None,
+    finetune_run: str | Path | None = None,
+    groups: str | Path | None = None,
+    num_clips: int = 10,
+    batch_size: int = 16,
+    device: str = "auto",
+    num_workers: int | None = None,
+    pretext_batches: int = 4,
+    models: Any = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Evaluate the runs' checkpoints on `store`; writes metrics.json, report.md, plots/,
+    eval/features.h5 and eval/examples.npz into `out_dir`. Returns the written paths.
+
+    Recognition (fine-tuned model) and retrieval features (pretrained V-Network) come from ONE pass over
+    the test clips plus one over the training clips (the retrieval gallery); the pretext measures from a
+    few batches of one clip per test video, so context matching is scored among distinct videos. The
+    runs' `log.jsonl` files are copied into `OUT/logs/` so the report draws every loss term.
+
+    `device="auto"`: CUDA when available, else CPU; `num_workers=None`: loader workers from
+    `train.distributed.default_loader_workers(None)`. Every pass streams from the store."""
+    if pretrain_run is None and finetune_run is None and models is None:
+        raise ValueError("give a pretraining run and/or a fine-tuning run")
+    # the trainer-facing side (checkpoints, loader) is imported here, so the rest of this module runs without it
+    from csvr.evaluate.components import StoreInfo, eval_batches, load_models, resolve_device
+
+    t0 = time.perf_counter()
+    info = StoreInfo(store)
+    device = resolve_device(device)
+    models = models or load_models(pretrain_run, finetune_run, device)
+    fns, recipe = models.callables, models.recipe
+    kw = dict(num_clips=num_clips, batch_size=batch_size, device=device, num_workers=num_workers,
+              split_index=recipe.split_index,
+              spec=recipe.spec(), crop=recipe.crop, input_size=recipe.input_size, pose_norm=recipe.pose_norm)
+    pre = models.pretrain_recipe
+    comps = EvalComponents(
+        test_batches=eval_batches(store, "test", **kw),
+        train_batches=eval_batches(store, "train", **kw) if fns.get("features") else None,
+        classify=fns.get("classify"), features=fns.get("features"), pretext=fns.get("pretext"),
+        pretext_batches=(eval_batches(store, "test", num_clips=1, batch_size=PRETEXT_BATCH, device=device,
+                                      num_workers=num_workers,
+                                      split_index=pre.split_index, spec=pre.spec(pretext=True), crop=pre.crop,
+                                      input_size=pre.input_size, pose_norm=pre.pose_norm)
+                         if fns.get("pretext") and pre is not None else None),
+        # the video baselines' training clips: the pretraining clip recipe, like the generators' targets
+        baseline_batches=(eval_batches(store, "train", num_clips=1, batch_size=PRETEXT_BATCH, device=device,
+                                       num_workers=num_workers, split_index=pre.split_index, spec=pre.spec(),
+                                       crop=pre.crop, input_size=pre.input_size, pose_norm=pre.pose_norm)
+                          if fns.get("pretext") and pre is not None else None),
+        video_frame=info.middle_frame, video_ids=video_id_map(info.ids),
+        attrs={"store": str(store), "pretrain_checkpoint": str(models.pretrain_checkpoint or ""),
+               "finetune_checkpoint": str(models.finetune_checkpoint or "")},
+    )
+    collect_logs(out_dir, {"pretrain": pretrain_run, "finetune": finetune_run})
+    run_info = {
+        "name": Path(out_dir).resolve().parent.name or str(out_dir),
+        "dataset": info.attrs.get("dataset", ""), "store": str(store),
+        "backbone": models.info.get("backbone") or "",
+        "pretrain_checkpoint": str(models.pretrain_checkpoint or ""),
+        "finetune_checkpoint": str(models.finetune_checkpoint or ""),
+        "finetune_variant": models.info.get("finetune_variant") or "",
+        "clips": f"{recipe.frames} frames, stride {recipe.stride}, centre crop {recipe.crop}"
+                 + (f" resized to {recipe.input_size}" if recipe.input_size not in (None, recipe.crop) else "")
+                 + f", {num_clips} clips per video",
+    }
+    written = evaluate_run(out_dir, comps, info.classes, info.class_groups(groups), run_info=run_info,
+                           max_pretext_batches=pretext_batches, extra=extra)
+    log.info("evaluation done in %.1f s -> %s", time.perf_counter() - t0, written["report"])
     return written

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from evaluate import paper
+from csvr.evaluate import paper
 
 
 def load_seed_results(paths: list[Path]) -> list[dict[str, Any]]:

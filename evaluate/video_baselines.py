@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluate import metrics as M
+from csvr.evaluate import metrics as M
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ class VideoBaselineConfig:
 
 def clip_frames(clip: Any, size: int) -> np.ndarray:
     """A normalised eval clip (B, 3, T, H, W) (the loader's `clip`) -> (B, T, size, size, 3) float32
-    in [0, 1]: the generators' target (`train.steps.video_target`), as `evaluate.seams` scores it."""
+    in [0, 1]: the generators' target (`train.steps.video_target`), as `evaluate.components` scores it."""
     import torch
 
-    from train.steps import video_target
+    from csvr.train.steps import video_target
 
     x = clip if isinstance(clip, torch.Tensor) else torch.as_tensor(np.asarray(clip))
     with torch.no_grad():

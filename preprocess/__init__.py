@@ -1,1 +1,1 @@
-"""csvr stage: preprocess."""
+"""Preprocessing (`csvr preprocess`, `csvr shards`): compressed videos to a verified, sharded Zarr v3 store."""

@@ -47,8 +47,11 @@ def parse_size(text: str) -> tuple[int, int]:
 @click.option("--split", type=int, default=None, help="Only videos in train/test of this split.")
 @click.option("--limit", type=int, default=None, help="Only the first N selected videos.")
 @click.option("--shard-frames", type=int, default=4096, show_default=True, help="Frames per shard.")
-@click.option("--codec", type=click.Choice(["lz4", "lz4-bitshuffle", "zstd", "none"]), default="none",
-              show_default=True, help="Blosc compressor of the frame arrays.")
+@click.option("--codec", type=click.Choice(["lz4", "lz4-bitshuffle", "zstd", "none", "jpeg"]), default="none",
+              show_default=True, help="Frame arrays: raw (none), a lossless Blosc compressor, or lossy per-frame "
+              "JPEG (csvr.jpeg codec; docs/store.md, 'Compact formats').")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True,
+              help="JPEG quality with --codec jpeg.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store made with other options.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (also under csvr -q).")
 @click.option("--no-space-check", is_flag=True,
@@ -61,14 +64,14 @@ def parse_size(text: str) -> tuple[int, int]:
 def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str | None, pose: str,
                pose_option: tuple[str, ...], iframe_policy: str, gop: int, frame_step: int, size: str,
                max_people: int, split: int | None, limit: int | None, shard_frames: int, codec: str,
-               overwrite: bool, no_progress: bool, no_space_check: bool, skip_degraded: bool,
+               jpeg_quality: int, overwrite: bool, no_progress: bool, no_space_check: bool, skip_degraded: bool,
                follow_links: bool) -> None:
     """Turn DATASET's videos under --root into a sharded Zarr store at --out (rerun to resume)."""
     from csvr.cli import progress_disabled
-    from data_manifests import build_manifest
-    from preprocess.pipeline import preprocess_dataset
-    from preprocess.schema import StoreError
-    from preprocess.space import DiskSpaceError
+    from csvr.data_manifests import build_manifest
+    from csvr.preprocess.pipeline import preprocess_dataset
+    from csvr.preprocess.schema import StoreError
+    from csvr.preprocess.space import DiskSpaceError
 
     logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().level))
     frame_size = parse_size(size)
@@ -92,7 +95,7 @@ def preprocess(dataset: str, root: Path, out: str, workers: int, scheduler: str 
             manifest, out, pose=pose, pose_options=pose_options, workers=workers, scheduler=scheduler,
             frame_size=frame_size, frame_step=frame_step, iframe_policy=iframe_policy, gop=gop,
             max_people=max_people, split=split, limit=limit, shard_frames=shard_frames, codec=codec,
-            overwrite=overwrite, progress=not (no_progress or progress_disabled()), follow_links=follow_links,
+            jpeg_quality=jpeg_quality, overwrite=overwrite, progress=not (no_progress or progress_disabled()), follow_links=follow_links,
             use_degraded=not skip_degraded, space_check=not no_space_check)
     except (StoreError, ValueError, FileNotFoundError, DiskSpaceError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -27,9 +27,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from preprocess import store as st
+from csvr.preprocess import store as st
 from csvr.contracts import STORED_STATUSES
-from preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, StoreError, table_sha256
+from csvr.preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, StoreError, table_sha256
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Options:
     shard_frames: int = st.DEFAULT_SHARD_FRAMES
     shard_iframes: int = st.DEFAULT_SHARD_FRAMES // 4
     codec: str = "none"
+    jpeg_quality: int = 90        # with codec "jpeg" (docs/store.md, "Compact formats")
     split: int | None = None
     limit: int | None = None
     use_degraded: bool = True     # train on `degraded` videos (stored and listed either way; docs/store.md)
@@ -71,12 +72,14 @@ class Options:
             raise ValueError(f"max_people must be in 1..64, got {self.max_people}")
         if self.pose_batch < 1 or self.pose_cap < 32:
             raise ValueError("pose_batch must be >= 1 and pose_cap >= 32")
-        st.compressor(self.codec)
+        st.frame_codecs(self.codec, self.jpeg_quality)
         st.Layout(self.shard_frames, self.shard_iframes)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["frame_size"] = list(self.frame_size)
+        if self.codec != "jpeg":  # stores written before the jpeg codec keep resuming
+            del d["jpeg_quality"]
         return d
 
 
@@ -91,7 +94,7 @@ def _estimator(name: str, options: dict, max_people: int):
 
     key = json.dumps([name, options, max_people], sort_keys=True)
     if key not in _ESTIMATORS:
-        from preprocess.pose import build_estimator
+        from csvr.preprocess.pose import build_estimator
 
         _ESTIMATORS[key] = build_estimator(name, max_people=max_people, **options)
     return _ESTIMATORS[key]
@@ -136,8 +139,8 @@ def _stage_video(fs: Any, index: int, path: Path, o: "Options") -> dict:
     """
     import tempfile
 
-    from preprocess.pose.tracking import select_main_actor
-    from preprocess.video import VideoError, VideoStream, iter_intra_frames
+    from csvr.preprocess.pose.tracking import select_main_actor
+    from csvr.preprocess.video import VideoError, VideoStream, iter_intra_frames
 
     native = o.iframe_policy == "native"
     chunk = max(o.pose_batch, STAGE_CHUNK // o.pose_batch * o.pose_batch)
@@ -238,7 +241,7 @@ def process_video(url: str, index: int, video_path: str, opts: dict) -> dict:
 
     Idempotent: a video whose done marker exists is not processed again.
     """
-    from preprocess.video import VideoError
+    from csvr.preprocess.video import VideoError
 
     fs = st.FS(url)
     marker = f"{STAGING}/videos/{index:06d}.json"
@@ -478,7 +481,7 @@ def preprocess_dataset(manifest: Any, out: str | Path, **options: Any) -> dict:
 
     A run that fills the disk stops with `DiskSpaceError` naming the store and the free space; rerunning
     after freeing space resumes it (nothing already written is lost)."""
-    from preprocess.space import disk_full_error, is_disk_full
+    from csvr.preprocess.space import disk_full_error, is_disk_full
 
     try:
         return _preprocess(manifest, out, **options)
@@ -493,7 +496,8 @@ def _preprocess(manifest: Any, out: str | Path, *, pose: str = "yolo", workers: 
                        frame_step: int = 1, iframe_policy: str = "reencode", gop: int = 12,
                        max_people: int = 2, pose_options: dict | None = None, pose_cap: int = 320,
                        pose_batch: int = 32, shard_frames: int = st.DEFAULT_SHARD_FRAMES,
-                       shard_iframes: int | None = None, codec: str = "none", split: int | None = None,
+                       shard_iframes: int | None = None, codec: str = "none", jpeg_quality: int = 90,
+                split: int | None = None,
                        limit: int | None = None, overwrite: bool = False,
                        progress: bool = True, follow_links: bool = False, use_degraded: bool = True,
                 space_check: bool = True) -> dict:
@@ -517,7 +521,7 @@ def _preprocess(manifest: Any, out: str | Path, *, pose: str = "yolo", workers: 
                 shard_frames=shard_frames,
                 shard_iframes=shard_iframes if shard_iframes is not None else max(
                     st.IFRAME_CHUNK, shard_frames // 4 // st.IFRAME_CHUNK * st.IFRAME_CHUNK),
-                codec=codec, split=split, limit=limit, use_degraded=use_degraded)
+                codec=codec, jpeg_quality=jpeg_quality, split=split, limit=limit, use_degraded=use_degraded)
     o.validate()
     root = Path(manifest.root)
     if not root.is_dir():
@@ -538,82 +542,128 @@ def _preprocess(manifest: Any, out: str | Path, *, pose: str = "yolo", workers: 
         "frame_size": list(o.frame_size), "classes": list(manifest.classes), "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "summary": {},
     }
-    space = None
-    if space_check:
-        from preprocess.space import check_free_space, estimate_store, human
-
-        est = estimate_store([root / v.path for _, v in selected], frame_size=o.frame_size, frame_step=o.frame_step,
-                             iframe_policy=o.iframe_policy, gop=o.gop, max_people=o.max_people, codec=o.codec)
-        try:
-            space = {**est, **check_free_space(url, est)}
-        except OSError as exc:
-            exc.preflight = True  # refused before writing: not a full disk mid-run
-            raise
-        log.info("store %s: about %s estimated (%d frames from %d sampled videos), %s needed with staging, %s free",
-                 url, human(est["store_bytes"]), est["stored_frames"], est["probed"], human(est["peak_bytes"]),
-                 human(space["free_bytes"]) if space.get("checked") else "not checked")
+    space = _space_preflight(url, root, selected, o) if space_check else None
     group, existing = _open_or_create(url, attrs, overwrite)
     if existing.get("complete"):
         log.info("%s is already complete", url)
         return dict(existing.get("summary", {}))
     fs = st.FS(url)
-    layout = st.Layout(o.shard_frames, o.shard_iframes)
-
     with _executor(workers, scheduler) as client:
-        # phase 1: videos
-        done = {int(n[:6]) for n in fs.ls(f"{STAGING}/videos") if n.endswith(".json")}
-        if not follow_links:
-            for i, v in selected:
-                if i not in done and (why := outside_root(root, v.path)) is not None:
-                    fs.write_json(f"{STAGING}/videos/{i:06d}.json", failed_meta(i, why))
-                    log.warning("%s: skipped: %s", root / v.path, why)
-                    done.add(i)
-        todo = [(f"video-{i}", process_video, url, i, str(root / v.path), opts)
-                for i, v in selected if i not in done]
-        log.info("%d videos, %d already staged, %d to process", len(selected), len(selected) - len(todo),
-                 len(todo))
-        _run_all(client, todo, "videos", "video", progress)
-        metas = {i: fs.read_json(f"{STAGING}/videos/{i:06d}.json") for i, _ in selected}
+        metas = _stage_videos(client, fs, url, root, selected, opts, follow_links, progress)
+        rows = _RowPlan.of(selected, metas)
+        _write_shards(client, fs, group, url, selected, rows, o, progress)
+    _record_shard_checksums(fs, group)
+    table_digest = _write_video_table(group, selected, metas, rows)
+    summary = _summary(manifest, selected, metas, rows, space, time.perf_counter() - t_start)
+    group = zarr.open_group(store=url, mode="r+")
+    group.attrs.update({"summary": summary, "table_sha256": table_digest})
+    group.attrs.update({"complete": True})  # last: the store is usable only from here on
+    fs.rm(STAGING, recursive=True)
+    log.info("store %s complete: %d ok, %d failed, %d frames, %d I-frames", url, summary["ok"],
+             summary["failed"], rows.F, rows.I)
+    return summary
 
-        # phase 2: shards
-        counts = [metas[i]["num_frames"] if metas[i]["status"] in STORED_STATUSES else 0 for i, _ in selected]
-        icounts = [metas[i]["num_iframes"] if metas[i]["status"] in STORED_STATUSES else 0 for i, _ in selected]
+
+def _space_preflight(url: str, root: Path, selected: list, o: Options) -> dict:
+    """Estimate the store from a sample of the videos and refuse to start when the target lacks the space."""
+    from csvr.preprocess.space import check_free_space, estimate_store, human
+
+    est = estimate_store([root / v.path for _, v in selected], frame_size=o.frame_size, frame_step=o.frame_step,
+                         iframe_policy=o.iframe_policy, gop=o.gop, max_people=o.max_people, codec=o.codec,
+                         jpeg_quality=o.jpeg_quality)
+    try:
+        space = {**est, **check_free_space(url, est)}
+    except OSError as exc:
+        exc.preflight = True  # refused before writing: not a full disk mid-run
+        raise
+    log.info("store %s: about %s estimated (%d frames from %d sampled videos), %s needed with staging, %s free",
+             url, human(est["store_bytes"]), est["stored_frames"], est["probed"], human(est["peak_bytes"]),
+             human(space["free_bytes"]) if space.get("checked") else "not checked")
+    return space
+
+
+def _stage_videos(client: Any, fs: st.FS, url: str, root: Path, selected: list, opts: dict, follow_links: bool,
+                  progress: bool) -> dict[int, dict]:
+    """Phase 1: decode, pose and stage every video not staged yet; returns each video's staged metadata."""
+    done = {int(n[:6]) for n in fs.ls(f"{STAGING}/videos") if n.endswith(".json")}
+    if not follow_links:
+        for i, v in selected:
+            if i not in done and (why := outside_root(root, v.path)) is not None:
+                fs.write_json(f"{STAGING}/videos/{i:06d}.json", failed_meta(i, why))
+                log.warning("%s: skipped: %s", root / v.path, why)
+                done.add(i)
+    todo = [(f"video-{i}", process_video, url, i, str(root / v.path), opts) for i, v in selected if i not in done]
+    log.info("%d videos, %d already staged, %d to process", len(selected), len(selected) - len(todo), len(todo))
+    _run_all(client, todo, "videos", "video", progress)
+    return {i: fs.read_json(f"{STAGING}/videos/{i:06d}.json") for i, _ in selected}
+
+
+@dataclass(frozen=True)
+class _RowPlan:
+    """Where each selected video's frames and I-frames go in the store's arrays (0 rows for failed videos)."""
+
+    counts: list[int]
+    starts: list[int]
+    icounts: list[int]
+    istarts: list[int]
+
+    @classmethod
+    def of(cls, selected: list, metas: dict[int, dict]) -> "_RowPlan":
+        stored = [metas[i]["status"] in STORED_STATUSES for i, _ in selected]
+        counts = [metas[i]["num_frames"] if ok else 0 for (i, _), ok in zip(selected, stored)]
+        icounts = [metas[i]["num_iframes"] if ok else 0 for (i, _), ok in zip(selected, stored)]
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
         istarts = np.concatenate([[0], np.cumsum(icounts)[:-1]]).astype(int).tolist()
-        F, I = int(sum(counts)), int(sum(icounts))
-        plan = {"F": F, "I": I, "layout": layout.as_dict()}
-        plan_key = f"{STAGING}/arrays.json"
-        if not fs.exists(plan_key) or fs.read_json(plan_key) != plan:
-            fs.rm(f"{STAGING}/shards", recursive=True)
-            st.create_arrays(group, F, I, o.frame_size, o.max_people, layout, o.codec)
-            fs.write_json(plan_key, plan)
-        manifest_pos = [i for i, _ in selected]
-        # staged videos are released as soon as every shard holding their rows is written, so the
-        # disk peak is ~one store, not two (a released video is never needed again: its shards are done)
-        pending: dict[int, set[tuple[str, int]]] = {i: set() for i in manifest_pos}
-        calls = []
-        for family, total, cnt, sts, rows in (("frames", F, counts, starts, layout.shard_frames),
-                                             ("iframes", I, icounts, istarts, layout.shard_iframes)):
-            for k in range(st.num_shards(total, rows)):
-                lo, hi = k * rows, min(total, (k + 1) * rows)
-                pieces = [(manifest_pos[v], a, b) for v, a, b in _pieces(cnt, sts, lo, hi)]
-                if fs.exists(f"{STAGING}/shards/{family}-{k:06d}.json"):
-                    continue
-                for v, _, _ in pieces:
-                    pending[v].add((family, k))
-                calls.append((f"shard-{family}-{k}", write_shard_task, url, family, k, lo, hi, pieces))
+        return cls(counts, starts, icounts, istarts)
 
-        def release(result: dict) -> None:
-            done_shard = (result["family"], result["shard"])
-            for v, waiting in pending.items():
-                if done_shard in waiting:
-                    waiting.discard(done_shard)
-                    if not waiting:
-                        fs.rm(_stage_dir(v), recursive=True)
+    @property
+    def F(self) -> int:
+        return int(sum(self.counts))
 
-        _run_all(client, calls, "shards", "shard", progress, on_result=release)
+    @property
+    def I(self) -> int:  # noqa: E743 - the store's name for the I-frame count
+        return int(sum(self.icounts))
 
-    # phase 3: checksums, table, summary, complete flag
+
+def _write_shards(client: Any, fs: st.FS, group: Any, url: str, selected: list, rows: _RowPlan, o: Options,
+                  progress: bool) -> None:
+    """Phase 2: create the arrays (once per row plan) and write every shard not written yet, one writer each."""
+    layout = st.Layout(o.shard_frames, o.shard_iframes)
+    plan = {"F": rows.F, "I": rows.I, "layout": layout.as_dict()}
+    plan_key = f"{STAGING}/arrays.json"
+    if not fs.exists(plan_key) or fs.read_json(plan_key) != plan:
+        fs.rm(f"{STAGING}/shards", recursive=True)
+        st.create_arrays(group, rows.F, rows.I, o.frame_size, o.max_people, layout, o.codec, o.jpeg_quality)
+        fs.write_json(plan_key, plan)
+    manifest_pos = [i for i, _ in selected]
+    # staged videos are released as soon as every shard holding their rows is written, so the
+    # disk peak is ~one store, not two (a released video is never needed again: its shards are done)
+    pending: dict[int, set[tuple[str, int]]] = {i: set() for i in manifest_pos}
+    calls = []
+    for family, total, cnt, sts, per_shard in (("frames", rows.F, rows.counts, rows.starts, layout.shard_frames),
+                                              ("iframes", rows.I, rows.icounts, rows.istarts, layout.shard_iframes)):
+        for k in range(st.num_shards(total, per_shard)):
+            lo, hi = k * per_shard, min(total, (k + 1) * per_shard)
+            pieces = [(manifest_pos[v], a, b) for v, a, b in _pieces(cnt, sts, lo, hi)]
+            if fs.exists(f"{STAGING}/shards/{family}-{k:06d}.json"):
+                continue
+            for v, _, _ in pieces:
+                pending[v].add((family, k))
+            calls.append((f"shard-{family}-{k}", write_shard_task, url, family, k, lo, hi, pieces))
+
+    def release(result: dict) -> None:
+        done_shard = (result["family"], result["shard"])
+        for v, waiting in pending.items():
+            if done_shard in waiting:
+                waiting.discard(done_shard)
+                if not waiting:
+                    fs.rm(_stage_dir(v), recursive=True)
+
+    _run_all(client, calls, "shards", "shard", progress, on_result=release)
+
+
+def _record_shard_checksums(fs: st.FS, group: Any) -> None:
+    """Phase 3a: each array's per-shard sha256 and size in its attributes (checked by every reader on open)."""
     checksums: dict[str, dict[str, str]] = {n: {} for n in (*FRAME_ARRAYS, *IFRAME_ARRAYS)}
     for name in fs.ls(f"{STAGING}/shards"):
         if name.endswith(".json"):
@@ -626,8 +676,11 @@ def _preprocess(manifest: Any, out: str | Path, *, pose: str = "yolo", workers: 
         # sizes let every reader check on open, without reading the data, that each shard is whole
         sizes = {k: (fs.size(st.shard_key(arr, int(k), ndim)) if d != "absent" else 0) for k, d in sums.items()}
         group[arr].attrs.update({"shard_sha256": sums, "shard_bytes": sizes})
-    paths = [v.path for _, v in selected]
-    ids = video_ids(paths)
+
+
+def _write_video_table(group: Any, selected: list, metas: dict[int, dict], rows: _RowPlan) -> str:
+    """Phase 3b: the per-video table (docs/store.md); returns its digest, checked by `csvr shards verify`."""
+    ids = video_ids([v.path for _, v in selected])
     cols: dict[str, list] = {c: [] for c in ("id", "path", "label", "label_name", "split1", "split2",
                                              "split3", "fps", "width", "height", "source_frames",
                                              "num_frames", "frame_start", "num_iframes", "iframe_start",
@@ -638,35 +691,33 @@ def _preprocess(manifest: Any, out: str | Path, *, pose: str = "yolo", workers: 
         row = {"id": ids[k], "path": v.path, "label": v.label, "label_name": v.label_name,
                "split1": v.splits.get(1, ""), "split2": v.splits.get(2, ""), "split3": v.splits.get(3, ""),
                "fps": m["fps"], "width": m["width"], "height": m["height"],
-               "source_frames": m["source_frames"], "num_frames": counts[k],
-               "frame_start": starts[k] if ok else 0, "num_iframes": icounts[k],
-               "iframe_start": istarts[k] if ok else 0, "status": m["status"], "reason": m["reason"]}
+               "source_frames": m["source_frames"], "num_frames": rows.counts[k],
+               "frame_start": rows.starts[k] if ok else 0, "num_iframes": rows.icounts[k],
+               "iframe_start": rows.istarts[k] if ok else 0, "status": m["status"], "reason": m["reason"]}
         for c in cols:
             cols[c].append(row[c])
     st.write_table(group, cols)
-    table_digest = table_sha256(cols)  # checked by `csvr shards verify` (docs/store.md)
+    return table_sha256(cols)
+
+
+def _summary(manifest: Any, selected: list, metas: dict[int, dict], rows: _RowPlan, space: dict | None,
+             seconds: float) -> dict:
+    """Phase 3c: the run's summary (counts, failures with reasons, pose coverage), stored in the store's attrs."""
     failed = [(v.path, metas[i]["reason"]) for i, v in selected if metas[i]["status"] not in STORED_STATUSES]
     degraded = [(v.path, metas[i]["reason"]) for i, v in selected if metas[i]["status"] == "degraded"]
     ok_metas = [metas[i] for i, _ in selected if metas[i]["status"] in STORED_STATUSES]
-    summary = {
+    return {
         "videos": len(selected), "ok": len(ok_metas) - len(degraded), "degraded": len(degraded),
         "failed": len(failed),
-        "frames": F, "iframes": I,
+        "frames": rows.F, "iframes": rows.I,
         "pose_coverage": (float(np.average([m["pose_coverage"] for m in ok_metas],
                                            weights=[m["num_frames"] for m in ok_metas]))
-                          if ok_metas and F else 0.0),
+                          if ok_metas and rows.F else 0.0),
         "failures": [{"path": p, "reason": r} for p, r in failed],
         "degraded_videos": [{"path": p, "reason": r} for p, r in degraded],
         # what the manifest's directory scan left out (files by extension, hidden entries, folders named
         # like videos), so that nothing is skipped without a word
         "skipped_files": (getattr(manifest, "meta", None) or {}).get("skipped", {}),
-        "seconds": round(time.perf_counter() - t_start, 3),
+        "seconds": round(seconds, 3),
         "space_estimate": space,
     }
-    group = zarr.open_group(store=url, mode="r+")
-    group.attrs.update({"summary": summary, "table_sha256": table_digest})
-    group.attrs.update({"complete": True})  # last: the store is usable only from here on
-    fs.rm(STAGING, recursive=True)
-    log.info("store %s complete: %d ok, %d failed, %d frames, %d I-frames", url, summary["ok"],
-             summary["failed"], F, I)
-    return summary

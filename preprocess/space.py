@@ -51,27 +51,34 @@ def probe_frames(path: Path) -> int | None:
         return None
 
 
-def codec_ratio(path: Path, frame_size: tuple[int, int], codec: str, frames: int = 16) -> float:
+def codec_ratio(path: Path, frame_size: tuple[int, int], codec: str, frames: int = 16,
+                jpeg_quality: int = 90) -> float:
     """Compressed / raw bytes of `frames` decoded, resized frames of `path` under the store's frame codec."""
     if codec == "none":
         return 1.0
-    from numcodecs import Blosc
+    from csvr.preprocess.video import VideoStream
 
-    from preprocess.video import VideoStream
+    if codec == "jpeg":
+        from csvr.codecs import encode_jpeg
 
-    cname, shuffle = {"lz4": ("lz4", Blosc.NOSHUFFLE), "zstd": ("zstd", Blosc.BITSHUFFLE),
-                      "lz4-bitshuffle": ("lz4", Blosc.BITSHUFFLE)}[codec]
-    blosc = Blosc(cname=cname, clevel=3 if cname == "zstd" else 5, shuffle=shuffle)
+        encode = lambda f: encode_jpeg(f, jpeg_quality)  # noqa: E731
+    else:
+        from numcodecs import Blosc
+
+        cname, shuffle = {"lz4": ("lz4", Blosc.NOSHUFFLE), "zstd": ("zstd", Blosc.BITSHUFFLE),
+                          "lz4-bitshuffle": ("lz4", Blosc.BITSHUFFLE)}[codec]
+        encode = Blosc(cname=cname, clevel=3 if cname == "zstd" else 5, shuffle=shuffle).encode
     try:
         chunk = next(iter(VideoStream(path, frame_size, chunk=frames).chunks()))
     except Exception:
         return 1.0
     raw = chunk.frames.nbytes
-    return sum(len(blosc.encode(f)) for f in chunk.frames) / raw if raw else 1.0
+    return sum(len(encode(f)) for f in chunk.frames) / raw if raw else 1.0
 
 
 def estimate_store(paths: list[Path], *, frame_size: tuple[int, int], frame_step: int, iframe_policy: str,
-                   gop: int, max_people: int, codec: str, sample: int = SAMPLE_VIDEOS, seed: int = 0) -> dict:
+                   gop: int, max_people: int, codec: str, jpeg_quality: int = 90, sample: int = SAMPLE_VIDEOS,
+                   seed: int = 0) -> dict:
     """The store's expected size from the frame counts of a seeded sample of `paths` (container headers)."""
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(paths), size=min(sample, len(paths)), replace=False).tolist()) if paths else []
@@ -81,7 +88,7 @@ def estimate_store(paths: list[Path], *, frame_size: tuple[int, int], frame_step
     stored = math.ceil(source / frame_step)
     iframes = math.ceil(source / (gop if iframe_policy == "reencode" else NATIVE_GOP_GUESS))
     h, w = frame_size
-    ratio = codec_ratio(paths[pick[0]], frame_size, codec) if pick and codec != "none" else 1.0
+    ratio = codec_ratio(paths[pick[0]], frame_size, codec, jpeg_quality=jpeg_quality) if pick and codec != "none" else 1.0
     frame_bytes = h * w * 3 * ratio
     pose_bytes = max_people * (NUM_JOINTS * 3 + 5) * 2 + 1     # float16 keypoints + boxes, int8 main actor
     store = stored * (frame_bytes + pose_bytes) + iframes * (frame_bytes + 9)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from csvr.contracts import shard_key  # noqa: F401  (re-exported: the writer names shards by it)
-from preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, VIDEO_COLUMNS, array_specs
+from csvr.preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, VIDEO_COLUMNS, array_specs
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,21 @@ def compressor(name: str = "lz4"):
     if name == "none":
         return None
     raise ValueError(f"unknown compressor {name!r} (lz4, lz4-bitshuffle, zstd, none)")
+
+
+FRAME_CODECS = ("none", "lz4", "lz4-bitshuffle", "zstd", "jpeg")
+
+
+def frame_codecs(codec: str = "none", jpeg_quality: int = 90) -> dict[str, Any]:
+    """`create_array` keywords of the frame arrays: a lossless Blosc compressor by short name, or `jpeg`, the
+    lossy per-frame `csvr.jpeg` serializer (csvr/codecs.py) at `jpeg_quality`."""
+    if codec == "jpeg":
+        from csvr.codecs import JpegCodec
+
+        return {"serializer": JpegCodec(quality=jpeg_quality), "compressors": None}
+    if codec not in FRAME_CODECS:
+        raise ValueError(f"unknown frame codec {codec!r} (one of {', '.join(FRAME_CODECS)})")
+    return {"compressors": compressor(codec)}
 
 
 @dataclass(frozen=True)
@@ -78,17 +93,19 @@ def num_shards(rows: int, shard_rows: int) -> int:
 
 
 def create_arrays(group: Any, F: int, I: int, frame_size: tuple[int, int], max_people: int,
-                  layout: Layout, codec: str) -> None:
-    """Create (overwriting) every frame- and I-frame-aligned array with its chunk/shard layout."""
+                  layout: Layout, codec: str, jpeg_quality: int = 90) -> None:
+    """Create (overwriting) every frame- and I-frame-aligned array with its chunk/shard layout; `codec` is
+    the frame arrays' (`frame_codecs`), every other array is zstd-compressed."""
     fill = {"poses/main_actor": -1}
     for name, (row, dtype) in array_specs(frame_size, max_people).items():
         rows = F if name in FRAME_ARRAYS else I
         shard = layout.shard_rows(name)
         chunk = layout.chunk_rows(name)
-        comp = compressor(codec) if name in ("frames", "iframes/images") else compressor("zstd")
+        codecs = (frame_codecs(codec, jpeg_quality) if name in ("frames", "iframes/images")
+                  else {"compressors": compressor("zstd")})
         group.create_array(
             name, shape=(rows, *row), dtype=dtype, chunks=(chunk, *row), shards=(shard, *row),
-            compressors=comp, fill_value=fill.get(name, 0), overwrite=True,
+            fill_value=fill.get(name, 0), overwrite=True, **codecs,
         )
 
 

@@ -245,7 +245,7 @@ def decode_video(
     ``frame_step``-th frame at ``frame_size`` and for the pose model, with ``keep_source`` the source
     frames in ``extra['source']``, with ``collect_iframes`` the stream's intra frames in
     ``extra['iframes']``, with ``reencode_gop`` the in-memory MPEG-4 re-encode in ``extra['reencoded']``
-    (see :func:`reencoded_iframes`). Raises :class:`VideoError` with the reason for unusable files."""
+    (tests/preprocess_testdata.py reads its I-frames). Raises :class:`VideoError` with the reason for unusable files."""
     vs = VideoStream(path, frame_size, frame_step, pose_cap, chunk=1 << 30, collect_iframes=collect_iframes,
                      reencode_gop=reencode_gop, keep_source=keep_source)
     parts = list(vs.chunks())
@@ -447,58 +447,6 @@ class Mpeg4Writer:
 
     def close(self) -> None:
         self.out.close()
-
-
-def reencode_mpeg4(source_yuv: list[np.ndarray], width: int, height: int, gop: int,
-                   fps: float = 25.0, qscale: int = 4) -> bytes:
-    """Re-encode decoded frames (yuv420p planes) to MPEG-4 Part 2 in memory with a fixed GOP.
-
-    Scene-cut detection is off, so I-frames sit exactly at multiples of ``gop`` (the CoViAR recipe).
-    """
-    import av
-    from fractions import Fraction
-
-    w2, h2 = width - width % 2, height - height % 2
-    buf = io.BytesIO()
-    out = av.open(buf, mode="w", format="avi")
-    try:
-        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
-        st = out.add_stream("mpeg4", rate=rate)
-        st.width, st.height, st.pix_fmt = w2, h2, "yuv420p"
-        st.codec_context.gop_size = gop
-        st.codec_context.options = {"sc_threshold": "1000000000", "qscale": str(qscale), "bf": "0"}
-        st.codec_context.thread_count = 1
-        for k, yuv in enumerate(source_yuv):
-            fr = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-            if (fr.width, fr.height) != (w2, h2):
-                fr = fr.reformat(width=w2, height=h2)
-            fr.pts = k
-            for pkt in st.encode(fr):
-                out.mux(pkt)
-        for pkt in st.encode(None):
-            out.mux(pkt)
-    finally:
-        out.close()
-    return buf.getvalue()
-
-
-def reencoded_iframes(decoded: DecodedVideo, gop: int, frame_size: tuple[int, int] = (128, 171)) -> IFrames:
-    """I-frames of an in-process MPEG-4 Part 2 re-encode (GOP ``gop``) of an already decoded video."""
-    import av
-
-    data = decoded.extra.get("reencoded")
-    if data is None:
-        source = decoded.extra.get("source")
-        if source is None:
-            raise ValueError("decode_video(..., reencode_gop=gop) or keep_source=True is required "
-                             "for the reencode policy")
-        data = reencode_mpeg4(source, decoded.width, decoded.height, gop, decoded.fps or 25.0)
-    container = av.open(io.BytesIO(data), format="avi")
-    try:
-        # pts of the re-encode are the source frame indices (set above)
-        return _intra_frames(container, frame_size, {k: k for k in range(decoded.source_frames)})
-    finally:
-        container.close()
 
 
 def full_decode_count(path: Path) -> int:

@@ -25,7 +25,7 @@ def real_clips() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A tiny synthetic dataset: 4 classes x 4 videos, short clips, native GOP of 12."""
-    from data_manifests.synthetic import generate
+    from csvr.data_manifests.synthetic import generate
 
     out = tmp_path_factory.mktemp("synthetic") / "data"
     generate(out, videos_per_class=4, seed=0, num_classes=4, seconds=(1.6, 2.0))
@@ -35,8 +35,8 @@ def synthetic_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_store(synthetic_root, tmp_path_factory) -> Path:
     """`synthetic_root` preprocessed with ground-truth poses into a complete store."""
-    from data_manifests import build_manifest
-    from preprocess.pipeline import preprocess_dataset
+    from csvr.data_manifests import build_manifest
+    from csvr.preprocess.pipeline import preprocess_dataset
 
     store = tmp_path_factory.mktemp("stores") / "synthetic.zarr"
     preprocess_dataset(build_manifest("synthetic", root=synthetic_root), store, pose="groundtruth", workers=1)

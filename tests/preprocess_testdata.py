@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from data_manifests.manifest import Manifest, VideoEntry
+from csvr.data_manifests.manifest import Manifest, VideoEntry
+from csvr.preprocess.video import DecodedVideo, IFrames, _intra_frames
 
 
 def write_video(path: Path, frames: int = 30, size: tuple[int, int] = (64, 48), gop: int = 10,
@@ -100,3 +102,51 @@ def add_bad_files(root: Path, manifest: Manifest) -> tuple[dict[str, str], Manif
     for name in bad:
         entries.append(VideoEntry(f"UCF-101/{cls}/v_bad_{name}.avi", 0, cls, {1: "train"}))
     return bad, Manifest(manifest.dataset, root, list(manifest.classes), entries)
+
+
+# reference implementations for tests: the whole-video (non-streaming) MPEG-4 re-encode
+def reencode_mpeg4(source_yuv: list[np.ndarray], width: int, height: int, gop: int,
+                   fps: float = 25.0, qscale: int = 4) -> bytes:
+    """Re-encode decoded frames (yuv420p planes) to MPEG-4 Part 2 in memory with a fixed GOP.
+
+    Scene-cut detection is off, so I-frames sit exactly at multiples of ``gop`` (the CoViAR recipe).
+    """
+    w2, h2 = width - width % 2, height - height % 2
+    buf = io.BytesIO()
+    out = av.open(buf, mode="w", format="avi")
+    try:
+        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
+        st = out.add_stream("mpeg4", rate=rate)
+        st.width, st.height, st.pix_fmt = w2, h2, "yuv420p"
+        st.codec_context.gop_size = gop
+        st.codec_context.options = {"sc_threshold": "1000000000", "qscale": str(qscale), "bf": "0"}
+        st.codec_context.thread_count = 1
+        for k, yuv in enumerate(source_yuv):
+            fr = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            if (fr.width, fr.height) != (w2, h2):
+                fr = fr.reformat(width=w2, height=h2)
+            fr.pts = k
+            for pkt in st.encode(fr):
+                out.mux(pkt)
+        for pkt in st.encode(None):
+            out.mux(pkt)
+    finally:
+        out.close()
+    return buf.getvalue()
+
+
+def reencoded_iframes(decoded: DecodedVideo, gop: int, frame_size: tuple[int, int] = (128, 171)) -> IFrames:
+    """I-frames of an in-process MPEG-4 Part 2 re-encode (GOP ``gop``) of an already decoded video."""
+    data = decoded.extra.get("reencoded")
+    if data is None:
+        source = decoded.extra.get("source")
+        if source is None:
+            raise ValueError("decode_video(..., reencode_gop=gop) or keep_source=True is required "
+                             "for the reencode policy")
+        data = reencode_mpeg4(source, decoded.width, decoded.height, gop, decoded.fps or 25.0)
+    container = av.open(io.BytesIO(data), format="avi")
+    try:
+        # pts of the re-encode are the source frame indices (set above)
+        return _intra_frames(container, frame_size, {k: k for k in range(decoded.source_frames)})
+    finally:
+        container.close()

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from evaluate.benchmark import PAPER_ORDER, Benchmark, benchmark_markdown, paired_interval, protocol_rows, verdict
+from csvr.evaluate.benchmark import PAPER_ORDER, Benchmark, benchmark_markdown, paired_interval, protocol_rows, verdict
 
 
 def test_paired_interval_covers_a_known_difference_and_its_width_shrinks_with_videos():
@@ -80,7 +80,7 @@ FT = ("batch_size=2", "data.frames=4", "data.crop=96", "data.input_size=32", "da
 
 
 def test_benchmark_runs_every_row_of_both_protocols_and_resumes(synthetic_store, tmp_path):
-    from evaluate.rows import ablation_finetune_config, resolve_config
+    from csvr.evaluate.ablation_runner import ablation_finetune_config, resolve_config
 
     lines: list[str] = []
     bench = Benchmark(store=synthetic_store, out_dir=tmp_path / "b", seeds=[0], num_clips=1,
@@ -102,7 +102,7 @@ def test_benchmark_runs_every_row_of_both_protocols_and_resumes(synthetic_store,
 
 
 def test_tables_iv_and_v_run_in_the_same_form_with_their_own_orders(tmp_path):
-    from evaluate.benchmark import TABLE_ORDER
+    from csvr.evaluate.benchmark import TABLE_ORDER
 
     assert [r.key for r in protocol_rows("table_iv")] == ["l2", "infonce", "mi_infonce"]
     assert {r.finetune_variant for r in protocol_rows("table_iv")} == {"video_only"}

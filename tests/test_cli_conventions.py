@@ -59,9 +59,9 @@ from csvr.cli import json_option, progress_disabled, write_json
 @json_option()
 def probe(json_out):
     """Logs at every level, prints, and writes a JSON document."""
-    logging.getLogger("train.probe").debug("csvr-debug")
-    logging.getLogger("train.probe").info("csvr-info")
-    logging.getLogger("train.probe").warning("csvr-warning")
+    logging.getLogger("csvr.train.probe").debug("csvr-debug")
+    logging.getLogger("csvr.train.probe").info("csvr-info")
+    logging.getLogger("csvr.train.probe").warning("csvr-warning")
     logging.getLogger("somelib").debug("lib-debug")
     click.echo("human text")
     print("printed text")
@@ -91,7 +91,7 @@ def invoke(*args: str):
 
 def test_default_logs_info_not_debug(probe):
     out = invoke("probe").stderr
-    assert "INFO train.probe: csvr-info" in out and "csvr-warning" in out
+    assert "INFO csvr.train.probe: csvr-info" in out and "csvr-warning" in out
     assert "csvr-debug" not in out and "lib-debug" not in out
     assert "probebar" in out
 
@@ -107,7 +107,7 @@ def test_quiet_prints_no_info_and_no_progress_bar(probe):
 
 def test_verbose_sets_debug(probe):
     res = invoke("-v", "probe")
-    assert "DEBUG train.probe: csvr-debug" in res.stderr and "lib-debug" not in res.stderr  # -v: csvr's loggers
+    assert "DEBUG csvr.train.probe: csvr-debug" in res.stderr and "lib-debug" not in res.stderr  # -v: csvr's loggers
     assert "DEBUG csvr.cli: log level: DEBUG for csvr, INFO for libraries" in res.stderr
     res = invoke("-vv", "probe", "--json", "-")
     assert "lib-debug" in res.stderr and json.loads(res.stdout)["root"] == logging.DEBUG  # -vv: everything
@@ -120,10 +120,10 @@ def test_verbose_and_quiet_exclude_each_other(probe):
 
 def test_logging_state_is_restored_after_the_command(probe):
     root = logging.getLogger()
-    before = (root.level, list(root.handlers), logging.getLogger("train").level)
+    before = (root.level, list(root.handlers), logging.getLogger("csvr").level)
     invoke("-q", "probe")
     invoke("-v", "probe")
-    assert (root.level, list(root.handlers), logging.getLogger("train").level) == before
+    assert (root.level, list(root.handlers), logging.getLogger("csvr").level) == before
     assert "TQDM_DISABLE" not in os.environ
 
 
@@ -145,7 +145,7 @@ def test_json_dash_is_the_only_thing_on_stdout(probe, tmp_path):
 
 
 def test_train_cli_group_has_the_same_verbosity_options():
-    from train.cli import main as train_main
+    from csvr.train.cli import main as train_main
 
     opts = {o for p in train_main.params for o in p.opts}
     assert {"-v", "--verbose", "-q", "--quiet"} <= opts
@@ -163,9 +163,9 @@ class _FakeClient:
 
 
 def test_dask_dashboard_line(caplog):
-    from preprocess import pipeline
+    from csvr.preprocess import pipeline
 
-    with caplog.at_level(logging.INFO, logger="preprocess.pipeline"):
+    with caplog.at_level(logging.INFO, logger="csvr.preprocess.pipeline"):
         pipeline._log_dashboard(_FakeClient("http://127.0.0.1:8787/status"))
         pipeline._log_dashboard(_FakeClient("http://host:8787/status"), scheduler="tcp://host:8786")
         pipeline._log_dashboard(_FakeClient(KeyError("dashboard")), scheduler="tcp://host:8786")
@@ -178,9 +178,9 @@ def test_dask_dashboard_line(caplog):
 
 
 def test_local_cluster_says_how_to_get_the_dashboard(caplog, monkeypatch):
-    from preprocess import pipeline
+    from csvr.preprocess import pipeline
 
     monkeypatch.setattr(pipeline, "_bokeh_usable", lambda: False)
-    with caplog.at_level(logging.INFO, logger="preprocess.pipeline"), pipeline._executor(1, None) as client:
+    with caplog.at_level(logging.INFO, logger="csvr.preprocess.pipeline"), pipeline._executor(1, None) as client:
         assert client.submit(lambda: 1).result() == 1
     assert any("Dask dashboard off: pip install" in r.getMessage() for r in caplog.records)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from evaluate.code_probe import ProbeConfig, fresh_copy, probe_markdown, run_probe
-from train.config import PretrainConfig, load_config
-from train.models.video_gen import VideoGenerator
-from train.pretrain import pretrain
+from csvr.evaluate.code_probe import ProbeConfig, fresh_copy, probe_markdown, run_probe
+from csvr.train.config import PretrainConfig, load_config
+from csvr.train.models.video_gen import VideoGenerator
+from csvr.train.pretrain import pretrain
 
 from train_testdata import FAST, TINY_PRETRAIN, train_store  # noqa: F401  (fixture)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from train.data import COCO_FLIP_PERM, KINETICS_MEAN, KINETICS_STD, ClipAugment
-from train.data.augment import color_jitter, gaussian_blur
+from csvr.train.data import COCO_FLIP_PERM, KINETICS_MEAN, KINETICS_STD, ClipAugment
+from csvr.train.data.augment import color_jitter, gaussian_blur
 
 torch.set_num_threads(1)
 H, W, C = 128, 171, 112
@@ -108,7 +108,7 @@ def test_jitter_and_blur_basics():
 
 
 def test_person_normalisation_centres_and_scales_each_clip():
-    from train.data import normalize_person_poses
+    from csvr.train.data import normalize_person_poses
 
     torch.manual_seed(0)
     b, t, tf = 3, 5, 4
@@ -144,7 +144,7 @@ def test_person_normalisation_centres_and_scales_each_clip():
 def test_make_augment_applies_the_configured_pose_norm():
     import pytest
 
-    from train.data import make_augment
+    from csvr.train.data import make_augment
 
     batch = _marker_batch()
     crop = make_augment([], C, train=False)(batch)
@@ -157,7 +157,7 @@ def test_make_augment_applies_the_configured_pose_norm():
 
 
 def test_pose_only_batch_passes_the_training_augmentation():
-    from train.data import make_augment
+    from csvr.train.data import make_augment
 
     batch = _marker_batch()
     batch["clip"], batch["future_clip"] = batch["clip"][:, :0], batch["future_clip"][:, :0]
@@ -173,8 +173,8 @@ def test_person_normalisation_keeps_gap_interpolated_joints():
     centre and scale instead of zeroing them, and they do not move the centre."""
     import numpy as np
 
-    from train.data import normalize_person_poses
-    from train.data.sampling import interpolate_gaps
+    from csvr.train.data import normalize_person_poses
+    from csvr.train.data.sampling import interpolate_gaps
 
     t = 6
     kp = np.zeros((t, 17, 3), np.float32)
@@ -200,7 +200,7 @@ def test_person_normalisation_keeps_gap_interpolated_joints():
 
 def test_video_targets_share_the_geometry_but_not_the_photometric_changes():
     """The generators' L2 targets: the same crop and flip as the clip, without colour jitter or blur."""
-    from train.data import ClipAugment
+    from csvr.train.data import ClipAugment
 
     torch.manual_seed(0)
     b, t, h, w = 4, 3, 20, 24

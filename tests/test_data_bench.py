@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from train.data.bench import bench_loader
+from csvr.benchmarks.loader import bench_loader
 from data_fakestore import FakeStoreSpec, FakeVideo, write_fake_store
 
 
@@ -58,7 +58,7 @@ def test_bench_loader_writes_three_rows_and_ratios(bench_store, tmp_path):
     assert data["ratio_vs_pyav"] == pytest.approx(cps["store"] / cps["pyav"])  # best store row / best PyAV row
     assert data["ratio_vs_raw"] == pytest.approx(cps["store"] / cps["raw"])
     # every optional decoder either has its rows or says why it was skipped; the fastest one is named
-    from train.data.bench import ON_THE_FLY
+    from csvr.benchmarks.loader import ON_THE_FLY
 
     for name in ON_THE_FLY:
         assert (name in rows) != (name in data["decoders_skipped"])
@@ -86,8 +86,8 @@ def test_bench_loader_writes_three_rows_and_ratios(bench_store, tmp_path):
     bare = rows["bare_copy_full"]
     assert bare["clips_per_s"] > 0 and bare["mode"] == "bare" and len(bare["clips_per_s_runs"]) == 2
     assert bare["threads"] == 1  # = ResumableBatches' threads for --workers 0
-    from train.data import StoreReader
-    from train.data.bench import layout_bytes_per_sample, training_path_data
+    from csvr.train.data import StoreReader
+    from csvr.benchmarks.loader import layout_bytes_per_sample, training_path_data
 
     reader = StoreReader(bench_store)
     _, ds, _ = training_path_data(str(bench_store), reader.videos.rows_in_split(None), frames=16, stride=4, crop=112,
@@ -105,7 +105,7 @@ def test_bench_loader_writes_three_rows_and_ratios(bench_store, tmp_path):
 
 
 def test_bench_pyav_row_decodes_the_right_frames(bench_store):
-    from train.data.bench import PyAVBench
+    from csvr.benchmarks.loader import PyAVBench
 
     root = bench_store.parent
     ds = PyAVBench([str(root / "Class1" / "v_001.avi")], [80], frames=4, stride=4, size=(128, 171), crop=112)
@@ -117,7 +117,7 @@ def test_bench_pyav_row_decodes_the_right_frames(bench_store):
 
 @pytest.mark.parametrize("name", ["decord", "torchcodec"])
 def test_bench_other_decoders_read_the_same_frames_as_pyav(bench_store, name):
-    from train.data.bench import ON_THE_FLY, PyAVBench, decoder_available
+    from csvr.benchmarks.loader import ON_THE_FLY, PyAVBench, decoder_available
 
     why = decoder_available(name)
     if why is not None:
@@ -132,7 +132,7 @@ def test_bench_other_decoders_read_the_same_frames_as_pyav(bench_store, name):
 def test_missing_decoders_are_skipped_with_the_reason(monkeypatch):
     import builtins
 
-    from train.data.bench import decoder_available
+    from csvr.benchmarks.loader import decoder_available
 
     real_import = builtins.__import__
 
@@ -154,8 +154,8 @@ def test_bench_needs_video_root_when_unknown(bench_store, tmp_path):
 
 def test_training_path_rows_read_the_same_samples_as_the_raw_row(bench_store, tmp_path):
     """`raw_full` differs from `training_path` only in where the frames come from: same batches."""
-    from train.data import StoreReader
-    from train.data.bench import _training_path_rows
+    from csvr.train.data import StoreReader
+    from csvr.benchmarks.loader import _training_path_rows
 
     reader = StoreReader(bench_store)
     videos = reader.videos.rows_in_split(None)
@@ -173,14 +173,14 @@ def test_training_path_rows_read_the_same_samples_as_the_raw_row(bench_store, tm
     assert sum(t.numel() * t.element_size() for t in a.values()) == 2 * recipe["bytes_per_sample"]
     bare = make["bare_copy_full"]
     assert bare.sample_bytes == recipe["bytes_per_sample"] and bare.threads == 1
-    from train.data.bench import time_bare_copy
+    from csvr.benchmarks.loader import time_bare_copy
 
     res = time_bare_copy(bare, batch_size=2, batches=3, warmup=1, seed=0)
     assert res["clips"] == 6 and res["clips_per_s"] > 0
 
 
 def test_bare_copy_copies_contiguous_chunks_at_seeded_offsets(tmp_path):
-    from train.data.bench import BareCopy, _copy_sample, time_bare_copy
+    from csvr.benchmarks.loader import BareCopy, _copy_sample, time_bare_copy
 
     src = np.arange(10_000, dtype=np.uint8).reshape(100, 100)
     np.save(tmp_path / "f.npy", src)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from train.data import ClipDataset, ClipSpec, EvalClipDataset, ShardLocalSampler
+from csvr.train.data import ClipDataset, ClipSpec, EvalClipDataset, ShardLocalSampler
 from data_fakestore import fake_keypoints, fake_main_actor, write_fake_store
 
 torch.set_num_threads(1)
@@ -152,7 +152,7 @@ def _same(a: dict, b: dict) -> None:
 def test_getitems_batch_equals_per_item_samples(store, cls):
     from torch.utils.data import default_collate
 
-    from train.data import SampleBatch, collate_samples
+    from csvr.train.data import SampleBatch, collate_samples
 
     ds = cls(store, split=None, spec=FULL)
     keys = [(0, 11), (2, 5), (1, 7), (0, 11)]
@@ -190,7 +190,7 @@ def test_worker_crop_is_the_uncropped_sample_at_the_origin(store):
 
 def test_worker_crop_then_augment_keeps_pose_on_the_pixels(store):
     """Frames cropped in the worker + ClipAugment give exactly what device-side cropping gives."""
-    from train.data import ClipAugment, collate_samples
+    from csvr.train.data import ClipAugment, collate_samples
 
     spec_c = ClipSpec(frames=4, stride=2, future_frames=4, max_iframes=3, crop=112)
     cropped = ClipDataset(store, split=None, spec=spec_c)
@@ -225,7 +225,7 @@ def test_worker_crop_then_augment_keeps_pose_on_the_pixels(store):
 
 
 def test_dataloader_with_collate_samples_and_workers(store):
-    from train.data import collate_samples
+    from csvr.train.data import collate_samples
 
     ds = ClipDataset(store, split="train", spec=ClipSpec(frames=4, future_frames=4, max_iframes=2, crop=112))
     sampler = ShardLocalSampler(ds, num_replicas=1, rank=0, seed=3)
@@ -254,7 +254,7 @@ def test_worker_crop_draws_the_same_distribution_as_the_device_crop(store):
     """The reader-side crop replaces ClipAugment's random crop in training, so its origins must have the
     same law: (y0, x0) uniform over [0, H-c] x [0, W-c] (as `torch.randint(0, H-c+1)` in ClipAugment),
     one origin shared by clip and future clip, each I-frame an independent one."""
-    from train.data import ClipAugment
+    from csvr.train.data import ClipAugment
 
     c, (h, w) = 112, (128, 171)
     ds = ClipDataset(store, split=None, spec=ClipSpec(frames=1, stride=1, future_frames=1, max_iframes=2,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from train.data import ClipAugment, ClipDataset, ClipSpec, EvalClipDataset, ShardLocalSampler, StoreReader
+from csvr.train.data import ClipAugment, ClipDataset, ClipSpec, EvalClipDataset, ShardLocalSampler, StoreReader
 
 torch.set_num_threads(1)
 SPEC = ClipSpec(frames=8, stride=2, future_frames=8, max_iframes=4)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from train.data import ClipDataset, ClipSpec, ShardLocalSampler
+from csvr.train.data import ClipDataset, ClipSpec, ShardLocalSampler
 from data_fakestore import FakeStoreSpec, FakeVideo, write_fake_store
 
 torch.set_num_threads(1)

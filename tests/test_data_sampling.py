@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.data.sampling import (
+from csvr.train.data.sampling import (
     ClipSpec, clip_window, eval_starts, frame_positions, interpolate_gaps, random_start, select_iframes, span,
     stored_stride,
 )

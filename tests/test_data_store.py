@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from train.data import ClipDataset, StoreError, StoreReader
+from csvr.train.data import ClipDataset, StoreError, StoreReader
 from data_fakestore import FakeStoreSpec, FakeVideo, write_fake_store
 
 
@@ -94,7 +94,7 @@ def test_direct_reader_fill_value_and_fallback(tmp_path):
     import zarr
     from zarr.codecs import GzipCodec
 
-    from train.data.fastchunks import DirectChunkReader
+    from csvr.train.data.fastchunks import DirectChunkReader
 
     a = zarr.create_array(tmp_path / "a.zarr", shape=(40, 3), dtype="int16", chunks=(4, 3), shards=(16, 3),
                           fill_value=7)
@@ -160,7 +160,7 @@ def test_uncompressed_chunks_are_cropped_straight_from_their_bytes(tmp_path, use
     the window is copied out of the chunk's bytes. Same bytes as zarr-python, cropped or not."""
     import zarr
 
-    from train.data.fastchunks import DirectChunkReader
+    from csvr.train.data.fastchunks import DirectChunkReader
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (37, 20, 24, 3), dtype=np.uint8)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
-from train.data import ClipDataset, ClipSpec, EvalClipDataset, ShardLocalSampler, ThreadedLoader, collate_samples
+from csvr.train.data import ClipDataset, ClipSpec, EvalClipDataset, ShardLocalSampler, ThreadedLoader, collate_samples
 from data_fakestore import FakeStoreSpec, FakeVideo, write_fake_store
 
 torch.set_num_threads(1)
@@ -190,7 +190,7 @@ def test_slots_wait_for_the_fence_of_their_hand_out_copy(store, fenced):
 
 
 def test_device_transfer_helper():
-    from train.data.threaded import device_transfer
+    from csvr.train.data.threaded import device_transfer
 
     assert device_transfer("cpu") is None  # CPU batches stay ring views (the depth contract)
     out, fence = device_transfer("meta")({"x": torch.ones(2, 3)})  # a non-CUDA device: plain copy, no fence

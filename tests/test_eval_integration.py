@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluate.pipeline import EvalComponents, evaluate_run, video_id_map
-from evaluate.report import load_metrics
-from evaluate.seams import StoreInfo, eval_batches
+from csvr.evaluate.pipeline import EvalComponents, evaluate_run, video_id_map
+from csvr.evaluate.metrics_io import load_metrics
+from csvr.evaluate.components import StoreInfo, eval_batches
 
 torch.set_num_threads(1)
 
 
 @pytest.mark.slow
 def test_pipeline_on_synthetic_store(synthetic_store, synthetic_root, tmp_path):
-    from train.data import ClipSpec
+    from csvr.train.data import ClipSpec
 
     info = StoreInfo(synthetic_store)
     assert len(info.classes) == 4 and len(info.ids) == 16

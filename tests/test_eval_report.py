@@ -11,11 +11,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from evaluate import paper
-from evaluate.ablation import run_ablation
-from evaluate.cli import ablate, evaluate
-from evaluate.pipeline import EvalComponents, evaluate_run, pretext_metrics, recognition_metrics
-from evaluate.report import ablation_markdown, build_report, load_metrics, read_jsonl_log
+from csvr.evaluate import paper
+from csvr.evaluate.ablation import run_ablation
+from csvr.evaluate.cli import ablate, evaluate
+from csvr.evaluate.pipeline import EvalComponents, evaluate_run, pretext_metrics, recognition_metrics
+from csvr.evaluate.markdown import ablation_markdown
+from csvr.evaluate.metrics_io import load_metrics
+from csvr.evaluate.report import build_report
+from csvr.evaluate.training_log import read_jsonl_log
 
 torch.set_num_threads(1)
 
@@ -321,7 +324,7 @@ TRAINER_LOG = """\
 
 def test_trainer_log_format_with_non_finite_event(tmp_path):
     """A log exactly as train.metrics_log writes it, ending with a non-finite-loss event."""
-    from evaluate.report import log_series
+    from csvr.evaluate.training_log import log_series
 
     run = tmp_path / "r"
     run.mkdir()

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from evaluate.seeds import load_seed_results, seeds_markdown, summarize
+from csvr.evaluate.seeds import load_seed_results, seeds_markdown, summarize
 
 
 def _write(tmp_path, seed, rows):
@@ -33,7 +33,7 @@ def test_mean_range_and_separation(tmp_path):
 
 
 def test_cli_names_the_unreadable_file(tmp_path):
-    from evaluate.cli import ablate
+    from csvr.evaluate.cli import ablate
 
     bad = tmp_path / "results.json"
     bad.write_text("{not json")

@@ -15,8 +15,8 @@ import torch
 from click.testing import CliRunner
 
 from data_fakestore import FakeStoreSpec, FakeVideo, write_fake_store
-from evaluate import metrics as M
-from evaluate import paper
+from csvr.evaluate import metrics as M
+from csvr.evaluate import paper
 
 torch.set_num_threads(1)
 
@@ -94,7 +94,7 @@ def test_accumulators_equal_the_concatenated_computation_exactly():
     assert np.array_equal(gids, fac.ids()) and np.array_equal(gmean, fac.means())
     assert fac.counts().tolist() == [clips] * videos and rec.num_clips == len(vid)
 
-    from evaluate.pipeline import recognition_metrics, recognition_section
+    from csvr.evaluate.pipeline import recognition_metrics, recognition_section
 
     assert recognition_section(rec) == recognition_metrics(scores, y, vid, 7)
     with pytest.raises(ValueError, match="different labels"):
@@ -113,15 +113,15 @@ def test_ablation_rows_stream_the_test_clips(test_videos, tmp_path, monkeypatch)
     """Two ablation rows evaluated on a store with N or 4N test videos: at most two clip batches are
     ever alive (the consumer's and the one being made) and none survives a row; each row streams the
     store again. The old `cached(...)` test clips kept every batch (peak = all of them)."""
-    import evaluate.checkpoints as ck
-    import evaluate.seams as seams
-    import train.finetune as tf
-    from evaluate.rows import RowRunner
+    import csvr.evaluate.checkpoints as ck
+    import csvr.evaluate.components as components
+    import csvr.train.finetune as tf
+    from csvr.evaluate.ablation_runner import RowRunner
 
     store = _store(tmp_path, test_videos)
     tracker = BatchTracker()
-    real = seams.eval_batches
-    monkeypatch.setattr(seams, "eval_batches", lambda *a, **k: tracker.wrap(real(*a, **k)))
+    real = components.eval_batches
+    monkeypatch.setattr(components, "eval_batches", lambda *a, **k: tracker.wrap(real(*a, **k)))
     monkeypatch.setattr(tf, "finetune", lambda *a, **k: {})  # the training is not what is measured here
     monkeypatch.setattr(ck, "finetune_checkpoint", lambda run: Path(run) / "last.pt")
     monkeypatch.setattr(ck, "load_finetuned_network", lambda path, device="cpu": _toy_net)
@@ -146,11 +146,11 @@ def test_evaluate_run_streams_and_keeps_the_numbers(test_videos, tmp_path):
     """`evaluate_run` (recognition + retrieval) on N or 4N test videos: at most two batches alive at
     once in both the test and the gallery pass, and the metrics equal the keep-everything computation
     on the concatenated clip outputs."""
-    from evaluate.features import read_features
-    from evaluate.pipeline import EvalComponents, evaluate_run, recognition_metrics
-    from evaluate.report import load_metrics
-    from evaluate.seams import eval_batches
-    from train.data import ClipSpec
+    from csvr.evaluate.features import read_features
+    from csvr.evaluate.pipeline import EvalComponents, evaluate_run, recognition_metrics
+    from csvr.evaluate.metrics_io import load_metrics
+    from csvr.evaluate.components import eval_batches
+    from csvr.train.data import ClipSpec
 
     store = _store(tmp_path, test_videos)
     kw = dict(num_clips=2, batch_size=2, device="cpu", num_workers=0, spec=ClipSpec(frames=4, stride=1), crop=32,
@@ -193,11 +193,11 @@ def test_evaluate_run_streams_and_keeps_the_numbers(test_videos, tmp_path):
 
 
 def test_evaluate_defaults_are_auto_device_all_cores_default_workers(monkeypatch, tmp_path):
-    import evaluate.run as er
-    from evaluate.cli import ablate, evaluate
-    from evaluate.rows import RowRunner
-    from evaluate.seams import eval_batches, load_models, resolve_device
-    from train.distributed import cores_per_process, default_loader_workers
+    import csvr.evaluate.pipeline as er
+    from csvr.evaluate.cli import ablate, evaluate
+    from csvr.evaluate.ablation_runner import RowRunner
+    from csvr.evaluate.components import eval_batches, load_models, resolve_device
+    from csvr.train.distributed import cores_per_process, default_loader_workers
 
     sig = inspect.signature(eval_batches).parameters
     assert sig["device"].default == "auto" and sig["num_workers"].default is None
@@ -237,8 +237,8 @@ def test_evaluate_defaults_are_auto_device_all_cores_default_workers(monkeypatch
 
 
 def test_stage_settings_follow_the_stage_order():
-    from evaluate.rows import STAGE_ORDER, STAGE_SETTINGS, reusable_stages, stage_settings
-    from train.config import PretrainConfig, load_config
+    from csvr.evaluate.ablation_runner import STAGE_ORDER, STAGE_SETTINGS, reusable_stages, stage_settings
+    from csvr.train.config import PretrainConfig, load_config
 
     assert "context_loss" in STAGE_SETTINGS["video"] and STAGE_SETTINGS["pose"] == ()
     assert STAGE_SETTINGS["context"] == ("context_loss",)

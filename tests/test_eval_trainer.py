@@ -12,10 +12,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from evaluate.ablation import run_ablation
-from evaluate.checkpoints import finetune_checkpoint, merge_stage_checkpoints, pretrain_checkpoint, valid_groups
-from evaluate.cli import ablate, evaluate
-from evaluate.report import load_metrics
+from csvr.evaluate.ablation import run_ablation
+from csvr.evaluate.checkpoints import finetune_checkpoint, merge_stage_checkpoints, pretrain_checkpoint, valid_groups
+from csvr.evaluate.cli import ablate, evaluate
+from csvr.evaluate.metrics_io import load_metrics
 
 torch.set_num_threads(1)
 
@@ -34,9 +34,9 @@ FT = ("batch_size=2", "data.frames=4", "data.crop=96", "data.input_size=32", "da
 @pytest.fixture(scope="module")
 def runs(synthetic_store, tmp_path_factory) -> dict[str, Path]:
     """A staged pretraining run (all four stages) and a fine-tuning run (variant fi) on the store."""
-    from train.config import FinetuneConfig, PretrainConfig, load_config
-    from train.finetune import finetune
-    from train.pretrain import pretrain
+    from csvr.train.config import FinetuneConfig, PretrainConfig, load_config
+    from csvr.train.finetune import finetune
+    from csvr.train.pretrain import pretrain
 
     base = tmp_path_factory.mktemp("eval_runs")
     cfg = load_config(PretrainConfig, REPO / "configs/pretrain/tiny.yaml", SMALL + PRE_STEPS)
@@ -116,7 +116,7 @@ def test_ablate_run_table_i_reuses_one_pretraining(runs, synthetic_store, tmp_pa
 
 
 def test_merge_stage_checkpoints_takes_each_stage_groups(tmp_path):
-    from train.checkpoint import CheckpointError, load, save_atomic
+    from csvr.train.checkpoint import CheckpointError, load, save_atomic
 
     def ck(stage: str, groups: list[str], fill: float, **extra) -> Path:
         model = {f"{g}.w": torch.full((2,), fill) for g in ("vnet", "pose_gen", "integration")}

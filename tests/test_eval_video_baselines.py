@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from evaluate import metrics as M
-from evaluate import video_baselines as VB
+from csvr.evaluate import metrics as M
+from csvr.evaluate import video_baselines as VB
 
 torch.set_num_threads(1)
 
@@ -141,8 +141,8 @@ def test_autoencoder_improves_on_the_mean_frame_and_is_seeded():
 
 def test_clip_frames_matches_the_generator_target():
     """`clip_frames` is `train.steps.video_target` mapped to [0, 1] channels-last, as the generators' `real`."""
-    from train.data import KINETICS_MEAN, KINETICS_STD
-    from train.steps import video_target
+    from csvr.train.data import KINETICS_MEAN, KINETICS_STD
+    from csvr.train.steps import video_target
 
     x01 = torch.rand(2, 3, 4, 32, 32)
     mean = torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1)
@@ -163,7 +163,7 @@ SIZE = 16
 
 
 def _normalised(x01: torch.Tensor) -> torch.Tensor:
-    from train.data import KINETICS_MEAN, KINETICS_STD
+    from csvr.train.data import KINETICS_MEAN, KINETICS_STD
 
     return (x01 - torch.tensor(KINETICS_MEAN).view(1, 3, 1, 1, 1)) / torch.tensor(KINETICS_STD).view(1, 3, 1, 1, 1)
 
@@ -191,8 +191,8 @@ def _pretext(batch):
 
 @pytest.mark.parametrize("gallery", [True, False])
 def test_evaluate_run_scores_baselines_on_the_generator_frames(tmp_path, gallery):
-    from evaluate.pipeline import EvalComponents, evaluate_run
-    from evaluate.report import load_metrics
+    from csvr.evaluate.pipeline import EvalComponents, evaluate_run
+    from csvr.evaluate.metrics_io import load_metrics
 
     test, train = _batches(0, 6), _batches(1, 8)
     feats = (lambda b: b["clip"].mean(dim=(2, 3, 4))) if gallery else None
@@ -231,8 +231,8 @@ def test_evaluate_run_scores_baselines_on_the_generator_frames(tmp_path, gallery
 
 
 def test_evaluate_run_prefers_baseline_batches_and_can_be_switched_off(tmp_path):
-    from evaluate.pipeline import EvalComponents, evaluate_run
-    from evaluate.report import load_metrics
+    from csvr.evaluate.pipeline import EvalComponents, evaluate_run
+    from csvr.evaluate.metrics_io import load_metrics
 
     calls = {"n": 0}
     base = _batches(2, 8)
@@ -258,8 +258,8 @@ def test_evaluate_run_prefers_baseline_batches_and_can_be_switched_off(tmp_path)
 def test_prediction_only_outputs_get_the_observed_frames(tmp_path):
     """A generator trained for prediction only has no `real`: the pipeline adds the current clip at the
     generator's size (`observed`) for the last-observed-frame baseline."""
-    from evaluate.pipeline import EvalComponents, evaluate_run
-    from evaluate.report import load_metrics
+    from csvr.evaluate.pipeline import EvalComponents, evaluate_run
+    from csvr.evaluate.metrics_io import load_metrics
 
     def predict_only(batch):
         out = _pretext(batch)
@@ -279,7 +279,7 @@ def test_prediction_only_outputs_get_the_observed_frames(tmp_path):
 
 
 def test_report_renders_baseline_rows_and_the_verdict(tmp_path):
-    from evaluate.report import build_report
+    from csvr.evaluate.report import build_report
 
     gen = {"psnr": 14.5, "ssim": 0.41, "psnr_future": 15.25, "ssim_future": 0.40, "baselines": {
         "reconstruction": {"mean_frame": {"psnr": 14.8, "ssim": 0.45, "num_frames": 64},

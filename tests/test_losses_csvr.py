@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from train import losses as L
+from csvr.train import losses as L
 
 torch.set_num_threads(1)
 
@@ -235,8 +235,8 @@ def test_few_steps_lower_each_loss(name):
 
 
 def test_critic_drift_term_is_added_to_the_critic_objective():
-    from train.config import LossConfig
-    from train.steps import _gan_terms
+    from csvr.train.config import LossConfig
+    from csvr.train.steps import _gan_terms
 
     torch.manual_seed(0)
     disc = torch.nn.Linear(3, 1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from data_manifests import ExpectedCounts, Manifest, ManifestError, VideoEntry
+from csvr.data_manifests import ExpectedCounts, Manifest, ManifestError, VideoEntry
 
 
 def small() -> Manifest:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from data_manifests import build_manifest
-from data_manifests.download import (
+from csvr.data_manifests import build_manifest
+from csvr.data_manifests.download import (
     DownloadError,
     Source,
     download,
@@ -286,7 +286,7 @@ def test_extract_with_bsdtar_tool(tmp_path: Path) -> None:
 
 @needs_libarchive
 def test_interrupted_hmdb51_extraction_resumes(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import data_manifests.download as dl
+    import csvr.data_manifests.download as dl
 
     url, files = server
     serve_hmdb51(files)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from data_manifests import ExpectedCounts, Manifest, ManifestError, build_manifest
-from data_manifests.cli import manifest as manifest_cmd
+from csvr.data_manifests import ExpectedCounts, Manifest, ManifestError, build_manifest
+from csvr.data_manifests.cli import manifest as manifest_cmd
 
 HMDB_ODD = "Fast_&_Furious_(1)!_+_jump_f_cm_np1_ri_med_0.avi"
 
@@ -364,7 +364,7 @@ def test_ucf101_video_absent_from_one_split_is_an_error(tmp_path: Path) -> None:
 
 
 def test_folder_scan_counts_what_it_skips(tmp_path):
-    from data_manifests.parsers.folder import parse_folder
+    from csvr.data_manifests.parsers.folder import parse_folder
 
     (tmp_path / "Jump").mkdir()
     (tmp_path / "Jump" / "a.avi").write_bytes(b"x")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.models import BACKBONES, build_backbone
+from csvr.train.models import BACKBONES, build_backbone
 
 torch.set_num_threads(1)
 
@@ -96,7 +96,7 @@ def test_s3d_works_below_224():
 def test_flop_count_matches_torchvision_metadata():
     """GMACs at 16x112x112 equal torchvision's published `_ops` (40.519 / 40.697): torchvision's
     "GFLOPS" are multiply-accumulates, as are (by the same numbers) the paper's Table IX values."""
-    from train.models.summary import measure
+    from csvr.train.models.summary import measure
 
     r21 = measure("r2plus1d_18")
     assert r21["gmacs"] == pytest.approx(40.519, abs=1e-3)
@@ -106,7 +106,7 @@ def test_flop_count_matches_torchvision_metadata():
 
 
 def test_summary_table_lists_paper_values():
-    from train.models.summary import table
+    from csvr.train.models.summary import table
 
     rows = [{"backbone": "r2plus1d_18", "params_m": 31.3, "gflops": 81.0, "gmacs": 40.5, "input": [3, 16, 112, 112]},
             {"backbone": "csvr f_i (s3d, 101 classes)", "params_m": 9.0, "gflops": 9.0, "gmacs": 4.5, "input": [3, 16, 112, 112]}]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.models import (
+from csvr.train.models import (
     AdaINIntegration,
     ConcatIntegration,
     MLPHead,
@@ -16,10 +16,10 @@ from train.models import (
     VideoDiscriminator,
     VideoGenerator,
 )
-from train.config import FinetuneConfig, ModelConfig
-from train.finetune import DownstreamNet
-from train.models.video_gen import start_size
-from train.system import DISCRIMINATORS, GROUPS, CSVRModel
+from csvr.train.config import FinetuneConfig, ModelConfig
+from csvr.train.finetune import DownstreamNet
+from csvr.train.models.video_gen import start_size
+from csvr.train.system import DISCRIMINATORS, GROUPS, CSVRModel
 
 torch.set_num_threads(1)
 
@@ -265,7 +265,7 @@ def test_downstream_variants(variant):
 def _pretrain_ckpt(tmp_path, cfg: ModelConfig):
     from dataclasses import asdict
 
-    from train import checkpoint as ckpt_mod
+    from csvr.train import checkpoint as ckpt_mod
 
     model = CSVRModel(cfg, FRAMES, FUTURE)
     ck = ckpt_mod.make_checkpoint(kind="pretrain-stage", model=model, optimizer=None, scheduler=None,
@@ -275,8 +275,8 @@ def _pretrain_ckpt(tmp_path, cfg: ModelConfig):
 
 
 def test_downstream_loads_pretrained_and_refuses_wrong_integration(tmp_path):
-    from train import checkpoint as ckpt_mod
-    from train.finetune import load_pretrained
+    from csvr.train import checkpoint as ckpt_mod
+    from csvr.train.finetune import load_pretrained
 
     torch.manual_seed(0)
     model, path = _pretrain_ckpt(tmp_path, TINY)
@@ -300,7 +300,7 @@ def test_downstream_loads_pretrained_and_refuses_wrong_integration(tmp_path):
 
 def test_generators_fit_random_targets():
     """A few optimiser steps lower the L2 terms of the real pose and video generators."""
-    from train import losses as L
+    from csvr.train import losses as L
 
     torch.manual_seed(0)
     g = PoseGenerator(in_frames=8, out_frames=4, hidden=16, num_layers=6, noise_dim=4)
@@ -321,8 +321,8 @@ def test_generators_fit_random_targets():
 
 def test_csvr_joint_one_stage_step():
     """Eq. 9 with every branch, the three GANs updated by OSGAN: one backward reaches every module group."""
-    from train import losses as L
-    from train.osgan import OneStageGAN
+    from csvr.train import losses as L
+    from csvr.train.osgan import OneStageGAN
 
     torch.manual_seed(0)
     model = CSVRModel(TINY, FRAMES, FUTURE)

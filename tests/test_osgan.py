@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from train import losses as L
-from train.models import PoseDiscriminator, PoseGenerator
-from train.osgan import OneStageGAN
+from csvr.train import losses as L
+from csvr.train.models import PoseDiscriminator, PoseGenerator
+from csvr.train.osgan import OneStageGAN
 
 torch.set_num_threads(1)
 

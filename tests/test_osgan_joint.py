@@ -32,12 +32,12 @@ import math
 import pytest
 import torch
 
-from train import losses as L
-from train import osgan
-from train.config import PretrainConfig, load_config
-from train.loop import autocast_context, first_non_finite
-from train.steps import LossModule, StepContext, joint_step, video_target
-from train.system import DISCRIMINATORS, CSVRModel, stage_groups
+from csvr.train import losses as L
+from csvr.train import osgan
+from csvr.train.config import PretrainConfig, load_config
+from csvr.train.loop import autocast_context, first_non_finite
+from csvr.train.steps import LossModule, StepContext, joint_step, video_target
+from csvr.train.system import DISCRIMINATORS, CSVRModel, stage_groups
 
 from train_testdata import FAST, TINY_PRETRAIN
 

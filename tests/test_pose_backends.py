@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.pose import build_estimator
-from preprocess.pose.groundtruth import joints_path_for, joints_to_pose
+from csvr.preprocess.pose import build_estimator
+from csvr.preprocess.pose.groundtruth import joints_path_for, joints_to_pose
 
 from pose_testdata import H, W, _write_video, tiny_synth  # noqa: F401  (fixture)
 

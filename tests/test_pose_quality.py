@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from preprocess.pose import PoseBatch, build_estimator
-from preprocess.pose import quality as Q
+from csvr.preprocess.pose import PoseBatch, build_estimator
+from csvr.preprocess.pose import quality as Q
 
 from pose_testdata import tiny_synth  # noqa: F401  (fixture)
 
@@ -17,7 +17,7 @@ from pose_testdata import tiny_synth  # noqa: F401  (fixture)
 def yolo_weights() -> None:
     """Skips the test when the YOLO pose model cannot run here (no onnxruntime or no local weights)."""
     pytest.importorskip("onnxruntime")
-    from preprocess.pose.yolo import find_yolo_weights
+    from csvr.preprocess.pose.yolo import find_yolo_weights
 
     try:
         find_yolo_weights()
@@ -108,7 +108,7 @@ def test_quality_cli_on_real_clip(real_clips, tmp_path):
 
 def test_bench_smoke():
     pytest.importorskip("onnxruntime")
-    from preprocess.pose.bench import measure_pose_fps
+    from csvr.benchmarks.pose import measure_pose_fps
 
     try:
         res = measure_pose_fps(batch_sizes=(2,), seconds=0.05, runtimes=("onnxruntime",))
@@ -122,7 +122,7 @@ def test_bench_smoke():
 
 def test_yolo_on_synthetic_figures(yolo_weights, tmp_path):
     """The default estimator finds the generator's figures and their joints (PCK against ground truth)."""
-    from data_manifests.synthetic import generate
+    from csvr.data_manifests.synthetic import generate
 
     root = generate(tmp_path / "synth", videos_per_class=2, num_classes=2, seed=0)
     res = Q.measure_synthetic(build_estimator("yolo"), root, max_videos=4, max_frames=12, step=3)
@@ -134,7 +134,7 @@ def test_yolo_on_synthetic_figures(yolo_weights, tmp_path):
 def test_above_threshold_is_decoding_at_that_threshold():
     """The sweep decodes once at the lowest threshold; keeping the detections above a higher one gives what
     decoding at it gives (greedy NMS, people sorted by score)."""
-    from preprocess.pose.yolo import decode_predictions, letterbox_geometry
+    from csvr.preprocess.pose.yolo import decode_predictions, letterbox_geometry
 
     rng = np.random.default_rng(3)
     n = 300
@@ -173,7 +173,7 @@ def test_frame_variants():
 def test_sweep_end_to_end_with_cache(real_clips, yolo_weights, tmp_path):
     from click.testing import CliRunner
 
-    from data_manifests.synthetic import generate
+    from csvr.data_manifests.synthetic import generate
 
     synth = generate(tmp_path / "synth", videos_per_class=2, num_classes=1, seed=0)
     neg = tmp_path / "neg"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocess.pose.tracking import TrackerOptions, link_tracks, select_main_actor
+from csvr.preprocess.pose.tracking import TrackerOptions, link_tracks, select_main_actor
 
 
 def _scene(tracks: dict[str, list], t_len: int, p: int = 2) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -177,8 +177,8 @@ def test_weak_fragments_need_support_too():
 
 
 def test_tracker_options_parse_and_pose_options():
-    from preprocess.pose import build_estimator
-    from preprocess.pose.tracking import split_tracker_options
+    from csvr.preprocess.pose import build_estimator
+    from csvr.preprocess.pose.tracking import split_tracker_options
 
     assert TrackerOptions.parse("") == TrackerOptions()
     o = TrackerOptions.parse("min_frames=3, min_score=0.5")

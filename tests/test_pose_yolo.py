@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.pose import PoseBatch, build_estimator
-from preprocess.pose import yolo as Y
+from csvr.preprocess.pose import PoseBatch, build_estimator
+from csvr.preprocess.pose import yolo as Y
 
 pytest.importorskip("onnxruntime")
 
@@ -188,7 +188,7 @@ def test_onnx_export_cache_is_keyed_and_atomic(tmp_path, monkeypatch):
 
 
 def test_real_clip_frames_have_a_person(est, real_clips):
-    from preprocess.pose.quality import read_frames
+    from csvr.preprocess.pose.quality import read_frames
 
     frames, idx = read_frames(real_clips / "ps7" / "PS7A1P1T1.avi", max_frames=8, step=5)
     assert len(frames) == 8 and idx.tolist() == list(range(0, 40, 5))
@@ -198,8 +198,8 @@ def test_real_clip_frames_have_a_person(est, real_clips):
 
 
 def test_real_two_person_clip_main_actor_is_stable(est, real_clips):
-    from preprocess.pose.quality import read_frames
-    from preprocess.pose.tracking import select_main_actor
+    from csvr.preprocess.pose.quality import read_frames
+    from csvr.preprocess.pose.tracking import select_main_actor
 
     clip = real_clips / "multi-person" / "pres_debate.avi"
     frames, idx = read_frames(clip, max_frames=12, step=4)

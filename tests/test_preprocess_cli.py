@@ -7,13 +7,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from preprocess.cli import parse_size, preprocess
-from preprocess.shards_cli import shards
+from csvr.preprocess.cli import parse_size, preprocess
+from csvr.preprocess.shards_cli import shards
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from data_manifests.synthetic import generate
+    from csvr.data_manifests.synthetic import generate
 
     out = tmp_path_factory.mktemp("ppcli") / "data"
     generate(out, videos_per_class=2, num_classes=2, seed=0, size=(64, 80), seconds=(1.0, 1.2))

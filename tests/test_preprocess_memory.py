@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from preprocess.bench import peak_rss_of_video
-from preprocess.pipeline import STAGING, staged_rows
-from preprocess.store import FS
+from csvr.benchmarks.preprocessing import peak_rss_of_video
+from csvr.preprocess.pipeline import STAGING, staged_rows
+from csvr.preprocess.store import FS
 from preprocess_testdata import write_joints, write_video
 
 

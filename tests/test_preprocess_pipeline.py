@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import zarr
 
-from preprocess.pipeline import STAGING, preprocess_dataset
-from preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, VIDEO_COLUMNS, StoreError, open_store
+from csvr.preprocess.pipeline import STAGING, preprocess_dataset
+from csvr.preprocess.schema import FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, VIDEO_COLUMNS, StoreError, open_store
 from preprocess_testdata import add_bad_files, make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def test_other_options_refused(dataset, reference):
 
 def test_wrong_root_fails_before_work(dataset, tmp_path):
     _, m, _, _ = dataset
-    from data_manifests.manifest import Manifest
+    from csvr.data_manifests.manifest import Manifest
 
     bogus = Manifest(m.dataset, tmp_path / "nope", list(m.classes), list(m.videos))
     with pytest.raises(FileNotFoundError, match="nope"):
@@ -177,9 +177,9 @@ RUNNER = """
 import sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
-from data_manifests.manifest import Manifest, VideoEntry
-from preprocess.pipeline import preprocess_dataset
-import preprocess.pipeline as pl, time
+from csvr.data_manifests.manifest import Manifest, VideoEntry
+from csvr.preprocess.pipeline import preprocess_dataset
+import csvr.preprocess.pipeline as pl, time
 orig = pl.process_video
 def slow(*a):  # slow each video down so the kill lands mid-way
     time.sleep(0.3)
@@ -240,7 +240,7 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path, reference):
     summary = preprocess_dataset(m2, out, pose="groundtruth", workers=0, shard_frames=32, progress=False)
     assert summary["ok"] == ref_summary["ok"] and summary["frames"] == ref_summary["frames"]
     assert_stores_equal(str(ref), str(out))
-    from preprocess.shards_cli import verify_store
+    from csvr.preprocess.verify import verify_store
 
     problems, _ = verify_store(str(out))
     assert problems == []
@@ -260,7 +260,7 @@ def test_memory_url_in_process(dataset, reference):
         ok = np.asarray(ref["videos/status"][:], dtype=object) == "ok"
         assert np.array_equal(g["frames"][:], ref["frames"][:])  # same videos, no failed ones between
         assert g["videos/num_frames"][:].tolist() == ref["videos/num_frames"][:][ok].tolist()
-        from preprocess.shards_cli import verify_store
+        from csvr.preprocess.verify import verify_store
 
         assert verify_store(url)[0] == []
     finally:
@@ -300,8 +300,8 @@ def test_partly_broken_inputs_are_degraded_and_good_videos_unchanged(synthetic_r
     from click.testing import CliRunner
 
     from csvr.cli import main
-    from data_manifests import build_manifest
-    from train.data import StoreReader
+    from csvr.data_manifests import build_manifest
+    from csvr.train.data import StoreReader
 
     root = tmp_path / "data"
     shutil.copytree(synthetic_root, root)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocess.pipeline import preprocess_dataset
-from preprocess.schema import open_store
+from csvr.preprocess.pipeline import preprocess_dataset
+from csvr.preprocess.schema import open_store
 
 
 def test_real_clips_get_poses(real_clips, tmp_path):
-    from data_manifests.manifest import Manifest, VideoEntry
+    from csvr.data_manifests.manifest import Manifest, VideoEntry
 
     pytest.importorskip("onnxruntime")
     clips = sorted(p.relative_to(real_clips).as_posix() for p in (real_clips / "ps7").glob("*.avi"))[:2]

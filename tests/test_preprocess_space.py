@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import zarr
 
-import preprocess.space as space
-import preprocess.store as st
-from preprocess.pipeline import preprocess_dataset
-from preprocess.shards_cli import verify_store
-from preprocess.space import DiskSpaceError, estimate_store
+import csvr.preprocess.space as space
+import csvr.preprocess.store as st
+from csvr.preprocess.pipeline import preprocess_dataset
+from csvr.preprocess.verify import verify_store
+from csvr.preprocess.space import DiskSpaceError, estimate_store
 from preprocess_testdata import make_dataset
 
 ARRAYS = ("frames", "poses/keypoints", "poses/main_actor", "iframes/images", "iframes/frame_index")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from preprocess.video import (VideoError, decode_video, native_iframes, pose_size, reencode_mpeg4,
-                              reencoded_iframes)
+from csvr.preprocess.video import VideoError, decode_video, native_iframes, pose_size
+from preprocess_testdata import reencode_mpeg4, reencoded_iframes
 from preprocess_testdata import write_video
 
 
@@ -96,7 +96,7 @@ def test_fast_native_extraction_equals_decode_pict_types(tmp_path, codec):
 
 
 def test_may_be_intra_mpeg4_headers():
-    from preprocess.video import may_be_intra
+    from csvr.preprocess.video import may_be_intra
 
     assert may_be_intra("mpeg4", b"\x00\x00\x01\xb6\x10rest", False)  # coding type 00 = I
     assert not may_be_intra("mpeg4", b"\x00\x00\x01\xb6\x50rest", False)  # 01 = P

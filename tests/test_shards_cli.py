@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from preprocess.pipeline import preprocess_dataset
-from preprocess.shards_cli import shards
+from csvr.preprocess.pipeline import preprocess_dataset
+from csvr.preprocess.shards_cli import shards
 from preprocess_testdata import add_bad_files, make_dataset
 
 
@@ -37,7 +37,7 @@ def test_info(store):
     assert data["schema"] == "csvr-store/1" and data["complete"] is True
     assert data["summary"]["ok"] == 4 and data["summary"]["failed"] == 5
     assert data["arrays"]["frames"]["shape"] == [126, 128, 171, 3]
-    from preprocess.store import FRAME_CHUNK
+    from csvr.preprocess.store import FRAME_CHUNK
 
     assert data["arrays"]["frames"]["shards"][0] == 32 and data["arrays"]["frames"]["chunks"][0] == FRAME_CHUNK
     # frames are stored uncompressed by default (docs/store.md); the zstd pose arrays compress

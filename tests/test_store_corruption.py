@@ -11,8 +11,8 @@ import pytest
 import zarr
 
 from csvr.contracts import shard_key
-from preprocess.shards_cli import verify_store
-from train.data import ClipDataset, ClipSpec, StoreError, StoreReader, StoreReadError
+from csvr.preprocess.verify import verify_store
+from csvr.train.data import ClipDataset, ClipSpec, StoreError, StoreReader, StoreReadError
 
 
 @pytest.fixture

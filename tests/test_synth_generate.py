@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from data_manifests.synthetic import CLASS_POOL, generate, select_classes
-from data_manifests.synthetic.generate import Options, plan_videos
+from csvr.data_manifests.synthetic import CLASS_POOL, generate, select_classes
+from csvr.data_manifests.synthetic.generate import Options, plan_videos
 
 TINY = dict(videos_per_class=4, num_classes=3, size=(96, 128), seconds=(1.0, 1.6), gop=5)
 
@@ -158,7 +158,7 @@ def test_build_manifest_counts(tiny: Path) -> None:
 def test_cli_prints_speed(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from data_manifests.synthetic.cli import synth
+    from csvr.data_manifests.synthetic.cli import synth
 
     out = tmp_path / "cli"
     js = tmp_path / "t.json"
@@ -175,7 +175,7 @@ def test_cli_prints_speed(tmp_path: Path) -> None:
 def test_extra_test_groups_keep_the_train_videos_byte_identical(tmp_path):
     import json
 
-    from data_manifests.synthetic import generate
+    from csvr.data_manifests.synthetic import generate
 
     plain = generate(tmp_path / "plain", videos_per_class=4, num_classes=2, seed=0, seconds=(1.0, 1.2))
     more = generate(tmp_path / "more", videos_per_class=4, num_classes=2, seed=0, seconds=(1.0, 1.2),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_manifests.synthetic import skeleton as sk
+from csvr.data_manifests.synthetic import skeleton as sk
 
 T = np.arange(125) / 25.0
 

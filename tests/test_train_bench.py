@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from train.bench import bench_train
+from csvr.benchmarks.training import bench_train
 from train_testdata import FAST, TINY_PRETRAIN, train_store  # noqa: F401  (fixture)
 
 

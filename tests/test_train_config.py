@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from train.config import ConfigError, FinetuneConfig, PretrainConfig, load_config, save_config
+from csvr.train.config import ConfigError, FinetuneConfig, PretrainConfig, load_config, save_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

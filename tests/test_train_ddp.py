@@ -27,8 +27,8 @@ def _env(rank: int, world: int, port: int) -> None:
 
 def _gather_worker(rank: int, world: int, port: int, out: str) -> None:
     _env(rank, world, port)
-    from train import losses
-    from train.distributed import gather_with_grad, init_from_env, shutdown
+    from csvr.train import losses
+    from csvr.train.distributed import gather_with_grad, init_from_env, shutdown
 
     init_from_env("cpu")
     g = torch.Generator().manual_seed(0)
@@ -43,7 +43,7 @@ def _gather_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_gather_with_grad_matches_single_process_gradient(tmp_path):
-    from train import losses
+    from csvr.train import losses
 
     world = 2
     mp.spawn(_gather_worker, args=(world, _free_port(), str(tmp_path)), nprocs=world, join=True)
@@ -63,9 +63,9 @@ def test_gather_with_grad_matches_single_process_gradient(tmp_path):
 
 def _pretrain_worker(rank: int, world: int, port: int, store: str, run: str) -> None:
     _env(rank, world, port)
-    from train.config import PretrainConfig, load_config
-    from train.distributed import shutdown
-    from train.pretrain import pretrain
+    from csvr.train.config import PretrainConfig, load_config
+    from csvr.train.distributed import shutdown
+    from csvr.train.pretrain import pretrain
 
     cfg = load_config(PretrainConfig, TINY_PRETRAIN, FAST + ("batch_size=2",) + tuple(stage_list(pose=2, context=2)))
     seen = []
@@ -75,7 +75,7 @@ def _pretrain_worker(rank: int, world: int, port: int, store: str, run: str) -> 
 
 
 def test_two_process_gloo_pretraining(train_store, tmp_path):
-    from train import checkpoint as ckpt
+    from csvr.train import checkpoint as ckpt
 
     world, run = 2, tmp_path / "run"
     mp.spawn(_pretrain_worker, args=(world, _free_port(), str(train_store), str(run)), nprocs=world, join=True)
@@ -96,10 +96,10 @@ def test_two_process_gloo_pretraining(train_store, tmp_path):
 def _all_stages_worker(rank: int, world: int, port: int, store: str, out: str) -> None:
     """Every pretraining stage for 2 steps, then a 2-step fine-tune with its distributed evaluation."""
     _env(rank, world, port)
-    from train import pretrain as pre
-    from train.config import FinetuneConfig, PretrainConfig, load_config
-    from train.distributed import shutdown
-    from train.finetune import finetune
+    from csvr.train import pretrain as pre
+    from csvr.train.config import FinetuneConfig, PretrainConfig, load_config
+    from csvr.train.distributed import shutdown
+    from csvr.train.finetune import finetune
 
     build = pre._build_stage
 
@@ -124,8 +124,8 @@ def _all_stages_worker(rank: int, world: int, port: int, store: str, out: str) -
 def test_two_process_every_stage_finetune_and_evaluation(train_store, tmp_path):
     """Under DDP every stage runs (the video stage used to deadlock: motion_align got no gradient), every
     parameter of every trained group moves, and every frozen one stays exactly where it started."""
-    from train import checkpoint as ckpt
-    from train.system import GROUPS, stage_groups
+    from csvr.train import checkpoint as ckpt
+    from csvr.train.system import GROUPS, stage_groups
 
     world = 2
     mp.spawn(_all_stages_worker, args=(world, _free_port(), str(train_store), str(tmp_path)), nprocs=world, join=True)
@@ -167,8 +167,8 @@ def test_two_process_every_stage_finetune_and_evaluation(train_store, tmp_path):
 
 def _named_params(stage: str):
     """(name, parameter) of a CSVRModel built like the test's stages (only the names are used)."""
-    from train.config import PretrainConfig, load_config
-    from train.system import CSVRModel
+    from csvr.train.config import PretrainConfig, load_config
+    from csvr.train.system import CSVRModel
 
     cfg = load_config(PretrainConfig, TINY_PRETRAIN, FAST)
     return CSVRModel(cfg.model, cfg.data.frames, cfg.data.future_frames).named_parameters()

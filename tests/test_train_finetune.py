@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from train import checkpoint as ckpt
-from train.config import ConfigError, FinetuneConfig, PretrainConfig, load_config
-from train.finetune import DownstreamNet, finetune, load_finetuned
-from train.pretrain import load_pretrained_model, pretrain
+from csvr.train import checkpoint as ckpt
+from csvr.train.config import ConfigError, FinetuneConfig, PretrainConfig, load_config
+from csvr.train.finetune import DownstreamNet, finetune, load_finetuned
+from csvr.train.pretrain import load_pretrained_model, pretrain
 from train_testdata import TINY_FINETUNE, TINY_PRETRAIN, stage_list, train_store  # noqa: F401
 
 FT_FAST = ("batch_size=4", "data.frames=4", "data.crop=32", "data.num_workers=0", "run.threads=1",
@@ -108,7 +108,7 @@ def test_finetune_run_folder_holds_no_test_selected_checkpoint(train_store, pose
 def test_finetune_cli_reports_bad_variant_use(train_store, pose_ckpt, tmp_path):
     from click.testing import CliRunner
 
-    from train.cli import finetune as cli
+    from csvr.train.cli import finetune as cli
 
     args = ["--config", str(TINY_FINETUNE), "--store", str(train_store), "--run-dir", str(tmp_path / "r")]
     result = CliRunner().invoke(cli, args + ["--variant", "scratch", "--pretrained", str(pose_ckpt)])

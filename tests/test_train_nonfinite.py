@@ -7,17 +7,17 @@ import json
 import pytest
 import torch
 
-import train.losses
-from train import checkpoint as ckpt
-from train.config import PretrainConfig, load_config
-from train.loop import NonFiniteLossError
-from train.pretrain import pretrain
+import csvr.train.losses
+from csvr.train import checkpoint as ckpt
+from csvr.train.config import PretrainConfig, load_config
+from csvr.train.loop import NonFiniteLossError
+from csvr.train.pretrain import pretrain
 from train_testdata import FAST, TINY_PRETRAIN, stage_list, train_store  # noqa: F401  (fixture)
 
 
 def test_nan_loss_stops_naming_term_and_step(train_store, tmp_path, monkeypatch):
     torch.set_num_threads(1)
-    real_l2 = train.losses.pose_l2
+    real_l2 = csvr.train.losses.pose_l2
     calls = {"n": 0}
 
     def poisoned(pred, target, mask=None):
@@ -25,7 +25,7 @@ def test_nan_loss_stops_naming_term_and_step(train_store, tmp_path, monkeypatch)
         value = real_l2(pred, target, mask)
         return value * float("nan") if calls["n"] == 3 else value
 
-    monkeypatch.setattr(train.losses, "pose_l2", poisoned)
+    monkeypatch.setattr(csvr.train.losses, "pose_l2", poisoned)
     cfg = load_config(PretrainConfig, TINY_PRETRAIN, FAST + tuple(stage_list(pose=6)) + ("run.checkpoint_every=2",))
     run = tmp_path / "run"
     with pytest.raises(NonFiniteLossError) as info:
@@ -47,9 +47,9 @@ def test_nan_loss_stops_naming_term_and_step(train_store, tmp_path, monkeypatch)
 def test_cli_reports_non_finite_loss(train_store, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from train.cli import pretrain as cli
+    from csvr.train.cli import pretrain as cli
 
-    monkeypatch.setattr(train.losses, "mi_infonce", lambda *a, **k: torch.tensor(float("inf"), requires_grad=True))
+    monkeypatch.setattr(csvr.train.losses, "mi_infonce", lambda *a, **k: torch.tensor(float("inf"), requires_grad=True))
     sets = [x for o in FAST + tuple(stage_list(context=2)) for x in ("--set", o)]
     result = CliRunner().invoke(cli, ["--config", str(TINY_PRETRAIN), "--store", str(train_store), "--run-dir",
                                       str(tmp_path / "r"), *sets])

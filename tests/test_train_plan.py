@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from train.config import ConfigError, FinetuneConfig, PretrainConfig, load_config
-from train.plan import finetune_plan, per_process_batch, pretrain_plan, steps_per_epoch
+from csvr.train.config import ConfigError, FinetuneConfig, PretrainConfig, load_config
+from csvr.train.plan import finetune_plan, per_process_batch, pretrain_plan, steps_per_epoch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 UCF101_TRAIN = 9537  # UCF101 split 1
@@ -50,7 +50,7 @@ def test_steps_override_epochs_and_tiny_splits_are_refused():
 
 
 def test_dry_run_prints_the_plan_for_a_world_size(train_store):
-    from train.cli import main
+    from csvr.train.cli import main
 
     out = {}
     for world in (1, 8):

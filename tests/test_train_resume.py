@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from train import checkpoint as ckpt
-from train.config import PretrainConfig, load_config
-from train.pretrain import pretrain
+from csvr.train import checkpoint as ckpt
+from csvr.train.config import PretrainConfig, load_config
+from csvr.train.pretrain import pretrain
 from train_testdata import FAST, TINY_PRETRAIN, stage_list, train_store  # noqa: F401  (fixture)
 
 
@@ -83,8 +83,8 @@ def test_checkpoints_load_weights_only_and_hold_only_plain_data(train_store, tmp
 # ------------------------------------------------------------------ the input stream (ResumableBatches)
 from itertools import islice  # noqa: E402
 
-from train.data import ClipDataset, ClipSpec, ShardLocalSampler  # noqa: E402
-from train.loop import Position, ResumableBatches  # noqa: E402
+from csvr.train.data import ClipDataset, ClipSpec, ShardLocalSampler  # noqa: E402
+from csvr.train.loop import Position, ResumableBatches  # noqa: E402
 
 STREAM_SPEC = ClipSpec(frames=2, stride=2, future_frames=2, max_iframes=2, crop=8)
 
@@ -141,8 +141,8 @@ def test_batches_kept_for_depth_requests_are_unchanged(fake_store, depth):
 def test_training_loop_pattern_keeps_its_raw_batch_intact(fake_store):
     """What pretrain/finetune do: `batch = augment(to_device(next(it)))`; the augmented dict keeps views of
     the raw batch (labels, masks, indices) until the next request. Checked against copies."""
-    from train.data import ClipAugment
-    from train.loop import to_device
+    from csvr.train.data import ClipAugment
+    from csvr.train.loop import to_device
 
     aug = ClipAugment(crop=8, train=True)
     it = iter(_stream(fake_store, "threads"))
@@ -185,8 +185,8 @@ def test_stream_closes_its_threads_when_dropped(fake_store):
 
 
 def test_pretraining_data_crops_in_the_reader(train_store):
-    from train.distributed import DistInfo
-    from train.pretrain import build_data
+    from csvr.train.distributed import DistInfo
+    from csvr.train.pretrain import build_data
 
     cfg = _cfg()
     for stage in (None, "pose", "context", "video"):

@@ -12,7 +12,7 @@ FT_FAST = ("batch_size=4", "data.frames=4", "data.crop=32", "data.num_workers=0"
 
 
 def _run(store, tmp_path, *extra):
-    from train.smoke import main
+    from csvr.train.smoke import main
 
     args = ["--config", str(TINY_PRETRAIN), "--finetune-config", str(TINY_FINETUNE), "--store", str(store),
             "--run-dir", str(tmp_path / "run"), "--json", str(tmp_path / "smoke.json"), *extra]

@@ -42,13 +42,13 @@ import numpy as np
 import pytest
 import torch
 
-from evaluate import metrics as M
-from train.config import LossConfig
-from train.data import KINETICS_MEAN, KINETICS_STD
-from train.models.integration import AdaINIntegration
-from train.models.video_gen import VideoDiscriminator, VideoGenerator
-from train import losses as L
-from train.steps import video_losses, video_target
+from csvr.evaluate import metrics as M
+from csvr.train.config import LossConfig
+from csvr.train.data import KINETICS_MEAN, KINETICS_STD
+from csvr.train.models.integration import AdaINIntegration
+from csvr.train.models.video_gen import VideoDiscriminator, VideoGenerator
+from csvr.train import losses as L
+from csvr.train.steps import video_losses, video_target
 
 torch.set_num_threads(1)
 

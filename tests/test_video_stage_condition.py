@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.config import ConfigError, PretrainConfig, load_config
-from train.loop import autocast_context, first_non_finite
-from train.steps import LossModule, StepContext, video_step
-from train.system import CSVRModel, stage_groups
+from csvr.train.config import ConfigError, PretrainConfig, load_config
+from csvr.train.loop import autocast_context, first_non_finite
+from csvr.train.steps import LossModule, StepContext, video_step
+from csvr.train.system import CSVRModel, stage_groups
 
 from train_testdata import FAST, TINY_PRETRAIN
 

@@ -40,9 +40,9 @@ def train_store(tmp_path_factory) -> Path:
 
 
 def _build_store(tmp_path_factory) -> Path:
-    from data_manifests import build_manifest
-    from data_manifests.synthetic import generate
-    from preprocess.pipeline import preprocess_dataset
+    from csvr.data_manifests import build_manifest
+    from csvr.data_manifests.synthetic import generate
+    from csvr.preprocess.pipeline import preprocess_dataset
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("train_synth") / "data"

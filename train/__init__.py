@@ -1,1 +1,1 @@
-"""csvr stage: train."""
+"""Training (`csvr pretrain`, `csvr finetune`): CSVR pretraining and fine-tuning streamed from a store."""

@@ -1,6 +1,6 @@
 """`csvr pretrain` and `csvr finetune`: load + validate the config, then run the trainer.
 
-Both work as a single process or under `torchrun --nproc_per_node N -m train.cli pretrain ...`
+Both work as a single process or under `torchrun --nproc_per_node N -m csvr.train.cli pretrain ...`
 (or `torchrun ... $(which csvr) pretrain ...`): the process group is joined from torchrun's env vars.
 """
 
@@ -40,11 +40,11 @@ def _fail(exc: Exception) -> None:
 def pretrain(config_path: str, store: str, run_dir: str | None, resume: bool, overrides: tuple[str, ...],
              verify_store: bool, dry_run: bool, world_size: int | None, train_clips: int | None) -> None:
     """CSVR self-supervised pretraining, staged as in the paper (pose, context, video, joint)."""
-    from train.checkpoint import CheckpointError
-    from train.config import ConfigError, PretrainConfig, load_config
-    from train.distributed import shutdown
-    from train.loop import NonFiniteLossError
-    from train.pretrain import pretrain as run
+    from csvr.train.checkpoint import CheckpointError
+    from csvr.train.config import ConfigError, PretrainConfig, load_config
+    from csvr.train.distributed import shutdown
+    from csvr.train.loop import NonFiniteLossError
+    from csvr.train.pretrain import pretrain as run
 
     overrides = tuple(overrides) + (("data.verify_checksums=true",) if verify_store else ())
     try:
@@ -88,11 +88,11 @@ def finetune(config_path: str, store: str, pretrained: str | None, variant: str 
              resume: bool, overrides: tuple[str, ...], verify_store: bool, dry_run: bool, world_size: int | None,
              train_clips: int | None) -> None:
     """Fine-tune for action recognition; clip-level top-1 on the test split every epoch."""
-    from train.checkpoint import CheckpointError
-    from train.config import ConfigError, FinetuneConfig, load_config
-    from train.distributed import shutdown
-    from train.finetune import finetune as run
-    from train.loop import NonFiniteLossError
+    from csvr.train.checkpoint import CheckpointError
+    from csvr.train.config import ConfigError, FinetuneConfig, load_config
+    from csvr.train.distributed import shutdown
+    from csvr.train.finetune import finetune as run
+    from csvr.train.loop import NonFiniteLossError
 
     overrides = tuple(overrides) + ((f"variant={variant}",) if variant else ()) + (
         ("data.verify_checksums=true",) if verify_store else ())
@@ -120,7 +120,7 @@ def _print_plan(command: str, cfg, store: str, world_size: int | None, train_cli
     import json
     import os
 
-    from train.plan import finetune_plan, pretrain_plan, train_split_size
+    from csvr.train.plan import finetune_plan, pretrain_plan, train_split_size
 
     world = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     if int(os.environ.get("RANK", "0")) != 0:
@@ -133,7 +133,7 @@ def _print_plan(command: str, cfg, store: str, world_size: int | None, train_cli
 @click.group()
 @verbosity_options
 def main(verbose: int, quiet: int) -> None:
-    """Entry point for `python -m train.cli` (used with torchrun); -v/-q as for `csvr`."""
+    """Entry point for `python -m csvr.train.cli` (used with torchrun); -v/-q as for `csvr`."""
     setup_logging(verbose, quiet)
 
 

@@ -21,23 +21,25 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train import checkpoint as ckpt_mod
-from train.config import ConfigError, FinetuneConfig, ModelConfig, _from_dict, save_config, to_dict
-from train.distributed import DistInfo, barrier, default_loader_workers, init_from_env
-from train.loop import (Position, ResumableBatches, autocast_context, build_optimizer, build_scheduler,
+from csvr.train import checkpoint as ckpt_mod
+from csvr.train.config import ConfigError, FinetuneConfig, ModelConfig, _from_dict, save_config, to_dict
+from csvr.train.distributed import DistInfo, barrier, default_loader_workers, init_from_env
+from csvr.train.loop import (Position, ResumableBatches, autocast_context, build_optimizer, build_scheduler,
                         raise_if_non_finite, setup_runtime, to_device, wrap_ddp)
-from train.metrics_log import MetricsLogger, StepTimer, grad_norms
-from train.models.backbones import build_backbone
-from train.models.context import MLPHead
-from train.models.integration import build_integration
-from train.models.pose import MotionAligner, PoseEncoder
-from train.system import JOINTS, _opt
+from csvr.train.metrics_log import MetricsLogger, StepTimer, grad_norms
+from csvr.train.models.backbones import build_backbone
+from csvr.train.models.context import MLPHead
+from csvr.train.models.integration import build_integration
+from csvr.train.models.pose import MotionAligner, PoseEncoder
+from csvr.train.system import JOINTS, _opt
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +198,7 @@ def evaluate_clips(model: nn.Module, loader, augment, device: torch.device, amp:
 
 
 def _eval_loader(cfg: FinetuneConfig, store, dist_info: DistInfo):
-    from train.data import ClipSpec, EvalClipDataset
+    from csvr.train.data import ClipSpec, EvalClipDataset
 
     d = cfg.data
     spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=0, max_iframes=0, crop=d.crop)  # centre crop
@@ -208,30 +210,96 @@ def _eval_loader(cfg: FinetuneConfig, store, dist_info: DistInfo):
     idx = list(range(dist_info.rank, n, dist_info.world_size))
     # threads, not forked workers: the training loader's threads are alive in this process, and a fork
     # taken while one of them holds a lock (allocator, decompressor) can deadlock the child
-    from train.data.threaded import ThreadedLoader
+    from csvr.train.data.threaded import ThreadedLoader
 
     return ThreadedLoader(ds, cfg.batch_size, idx, threads=max(1, default_loader_workers(cfg.data.num_workers)),
                           device=dist_info.device, safe=True)
+
+
+@dataclass
+class _Run:
+    """What one fine-tuning run holds between its steps (built by `_build_run`, in this order)."""
+
+    cfg: FinetuneConfig
+    dist_info: DistInfo
+    run_dir: Path
+    last_path: Path
+    net: DownstreamNet
+    mcfg: ModelConfig
+    num_classes: int
+    plan: dict
+    batches: ResumableBatches
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    model: nn.Module | None = None
+    train_aug: Any = None
+    eval_aug: Any = None
+    eval_loader: Any = None
+    logger: MetricsLogger | None = None
 
 
 def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pretrained: str | Path | None = None,
              resume: bool = False, dist_info: DistInfo | None = None, epoch_hook=None) -> dict:
     """Fine-tune and evaluate every epoch (the test top-1 only as a monitoring curve); returns
     {"last_top1", "epochs", "run_dir", "variant", "num_classes"}."""
-    from train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader, make_augment
-    from train.plan import finetune_plan, format_plan
+    from csvr.train.data import make_augment
 
     run_dir = Path(run_dir)
     dist_info = dist_info or init_from_env(cfg.run.device)
     setup_runtime(cfg.run)
     ckpt_mod.seed_everything(cfg.run.seed + dist_info.rank)
+    _check_request(cfg, pretrained, resume, run_dir / "checkpoints" / "last.pt")
+    r = _build_run(cfg, store, run_dir, pretrained, dist_info)
+    start_epoch, last_top1 = _resume(r) if resume and r.last_path.is_file() else (0, None)
+    d = cfg.data
+    r.model = wrap_ddp(r.net, dist_info)  # every module of a variant is used
+    r.train_aug = make_augment(d.augment, d.crop, train=True, input_size=d.input_size,
+                               pose_norm=d.pose_norm).to(dist_info.device)
+    r.eval_aug = make_augment([], d.crop, train=False, input_size=d.input_size,
+                              pose_norm=d.pose_norm).to(dist_info.device)
+    r.eval_loader = _eval_loader(cfg, store, dist_info)
+    r.logger = MetricsLogger(run_dir, enabled=dist_info.is_main, tensorboard=cfg.run.tensorboard)
+    steps_per_epoch = r.plan["steps_per_epoch"]
+    it = iter(r.batches)
+    step = start_epoch * steps_per_epoch
+    bar = _progress(cfg.epochs * steps_per_epoch, step, dist_info.is_main)
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            r.model.train()
+            timer = StepTimer()
+            for _ in range(steps_per_epoch):
+                step = _train_step(r, next(it), step, epoch, timer, bar)
+            last_top1 = _end_epoch(r, epoch, step)
+            barrier()
+            if epoch_hook is not None:
+                epoch_hook(epoch + 1)
+    finally:
+        if bar is not None:
+            bar.close()
+        r.logger.close()
+    result = {"last_top1": last_top1, "epochs": cfg.epochs, "run_dir": str(run_dir),
+              "variant": cfg.variant, "num_classes": r.num_classes}
+    if dist_info.is_main:
+        (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _check_request(cfg: FinetuneConfig, pretrained: str | Path | None, resume: bool, last_path: Path) -> None:
+    """Refuse a variant/checkpoint mismatch and a run folder that already holds a run (without --resume)."""
     if cfg.variant in SCRATCH_VARIANTS and pretrained is not None:
         raise ConfigError(f"variant {cfg.variant!r} trains from random initialisation; do not pass --pretrained")
     if cfg.variant not in SCRATCH_VARIANTS and pretrained is None:
         raise ConfigError(f"variant {cfg.variant!r} needs --pretrained CHECKPOINT (or use variant 'scratch' / 'scratch_fs')")
-    last_path = run_dir / "checkpoints" / "last.pt"
     if not resume and last_path.exists():
-        raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume or pick a new --run-dir")
+        raise FileExistsError(f"{last_path.parent.parent}: already holds checkpoints; pass --resume or pick a new --run-dir")
+
+
+def _build_run(cfg: FinetuneConfig, store: str | Path, run_dir: Path, pretrained: str | Path | None,
+               dist_info: DistInfo) -> _Run:
+    """The training data, the network (pretrained groups loaded), the plan, the optimiser and the schedule."""
+    from csvr.train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader
+    from csvr.train.plan import finetune_plan, format_plan
+
     d = cfg.data
     spec = ClipSpec(frames=d.frames, stride=d.stride, future_frames=0, max_iframes=0, crop=d.crop)  # reader-side crop
     reader = StoreReader(store, allow_incomplete=d.allow_incomplete, verify_checksums=d.verify_checksums)
@@ -242,102 +310,84 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     net = DownstreamNet(mcfg, cfg.variant, num_classes, cfg.dropout)
     loaded = load_pretrained(net, pretrained, cfg) if pretrained is not None else []
     net.to(dist_info.device)
+    plan = finetune_plan(cfg, len(ds), dist_info.world_size)
     if dist_info.is_main:
         save_config(cfg, run_dir, {"store": str(store), "pretrained": str(pretrained) if pretrained else None,
                                    "loaded_groups": loaded, "num_classes": num_classes,
-                                   "world_size": dist_info.world_size, "command": "finetune",
-                                   "plan": finetune_plan(cfg, len(ds), dist_info.world_size)})
+                                   "world_size": dist_info.world_size, "command": "finetune", "plan": plan})
         log.info("fine-tune variant %s: %d classes, loaded %s from %s", cfg.variant, num_classes, loaded, pretrained)
     sampler = ShardLocalSampler(ds, num_replicas=dist_info.world_size, rank=dist_info.rank, shuffle=True,
                                 seed=cfg.run.seed, drop_last=True)
-    plan = finetune_plan(cfg, len(ds), dist_info.world_size)
-    splan = plan["stages"][0]
     if dist_info.is_main:
         log.info("%s", format_plan(plan))
-    position = Position()
     batches = ResumableBatches(ds, sampler, plan["batch_per_process"], num_workers=default_loader_workers(d.num_workers),
                                pin_memory=d.pin_memory and dist_info.device.type == "cuda",
-                               seed=cfg.run.seed, position=position, device=dist_info.device)
-    steps_per_epoch = plan["steps_per_epoch"]
-    total_steps = splan["steps"]
+                               seed=cfg.run.seed, position=Position(), device=dist_info.device)
+    splan = plan["stages"][0]
     optimizer = build_optimizer(list(net.parameters()), [], cfg.optim, plan["global_batch"])
-    scheduler = build_scheduler(optimizer, cfg.optim, total_steps, warmup_steps=splan["warmup_steps"])
-    start_epoch, last_top1 = 0, None
-    if resume and last_path.is_file():
-        ck = ckpt_mod.load(last_path)
-        progress = ckpt_mod.restore(ck, model=net, optimizer=optimizer, scheduler=scheduler, path=last_path)
-        start_epoch = int(progress["epoch"])  # an older last.pt also holds "best_top1": ignored
-        last_top1 = float(progress["top1"])
-        batches.position = Position(int(progress["data_epoch"]), int(progress["data_batch"]))
-        log.info("fine-tune resumed from %s at epoch %d", last_path, start_epoch)
-    model = wrap_ddp(net, dist_info)  # every module of a variant is used
-    train_aug = make_augment(d.augment, d.crop, train=True, input_size=d.input_size,
-                             pose_norm=d.pose_norm).to(dist_info.device)
-    eval_aug = make_augment([], d.crop, train=False, input_size=d.input_size,
-                            pose_norm=d.pose_norm).to(dist_info.device)
-    eval_loader = _eval_loader(cfg, store, dist_info)
-    logger = MetricsLogger(run_dir, enabled=dist_info.is_main, tensorboard=cfg.run.tensorboard)
-    it = iter(batches)
-    step = start_epoch * steps_per_epoch
-    bar = _progress(cfg.epochs * steps_per_epoch, step, dist_info.is_main)
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            model.train()
-            timer = StepTimer()
-            for _ in range(steps_per_epoch):
-                batch = train_aug(to_device(next(it), dist_info.device))
-                timer.data_ready()
-                optimizer.zero_grad(set_to_none=True)
-                with autocast_context(dist_info.device, cfg.run.amp):
-                    logits = model(batch["clip"], batch["pose"][..., :2])
-                loss = F.cross_entropy(logits.float(), batch["label"])
-                raise_if_non_finite({"loss/ce": loss}, step=step + 1, stage="finetune",
-                                    checkpoint=str(last_path) if last_path.is_file() else None,
-                                    device=dist_info.device)
-                loss.backward()
-                norms = grad_norms({n: m for n, m in net.named_children() if any(True for _ in m.parameters())})
-                if cfg.optim.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
-                lr = optimizer.param_groups[0]["lr"]  # the lr this step used
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                timing = timer.step_done(plan["global_batch"])
-                if bar is not None:
-                    bar.update(1)
-                if step % cfg.run.log_every == 0:
-                    acc = float((logits.argmax(1) == batch["label"]).float().mean())
-                    if bar is not None:
-                        bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{float(loss.detach()):.3g}")
-                    logger.log({"step": step, "stage": "finetune", "epoch": epoch, "loss/ce": float(loss.detach()),
-                                "acc/train_top1": acc, **norms, "lr": lr,
-                                **timing})  # timing: samples_per_s, data_wait_frac, step_s
-            metrics = evaluate_clips(model, eval_loader, eval_aug, dist_info.device, cfg.run.amp)
-            last_top1 = metrics["acc/top1"]
-            logger.log({"step": step, "stage": "eval", "epoch": epoch, **metrics})
-            if dist_info.is_main:
-                log.info("epoch %d/%d: clip top-1 %.4f (test split, monitoring only)", epoch + 1, cfg.epochs,
-                         last_top1)
-                progress = {"epoch": epoch + 1, "step": step, "top1": last_top1,
-                            "data_epoch": batches.position.epoch, "data_batch": batches.position.batch}
-                extra = {"num_classes": num_classes, "variant": cfg.variant, "model_config": to_dict(mcfg),
-                         "metrics": {k: float(v) for k, v in metrics.items()}}
-                if (epoch + 1) % cfg.run.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-                    ckpt_mod.save_atomic(ckpt_mod.make_checkpoint(
-                        kind="finetune", model=net, optimizer=optimizer, scheduler=scheduler, progress=progress,
-                        config=to_dict(cfg), extra=extra), last_path)
-            barrier()
-            if epoch_hook is not None:
-                epoch_hook(epoch + 1)
-    finally:
+    scheduler = build_scheduler(optimizer, cfg.optim, splan["steps"], warmup_steps=splan["warmup_steps"])
+    return _Run(cfg, dist_info, run_dir, run_dir / "checkpoints" / "last.pt", net, mcfg, num_classes, plan,
+                batches, optimizer, scheduler)
+
+
+def _resume(r: _Run) -> tuple[int, float]:
+    """Restore weights, optimiser, schedule and the data position from `last.pt`; (epoch, last top-1)."""
+    ck = ckpt_mod.load(r.last_path)
+    progress = ckpt_mod.restore(ck, model=r.net, optimizer=r.optimizer, scheduler=r.scheduler, path=r.last_path)
+    r.batches.position = Position(int(progress["data_epoch"]), int(progress["data_batch"]))
+    log.info("fine-tune resumed from %s at epoch %d", r.last_path, int(progress["epoch"]))
+    return int(progress["epoch"]), float(progress["top1"])  # an older last.pt also holds "best_top1": ignored
+
+
+def _train_step(r: _Run, batch: dict, step: int, epoch: int, timer: StepTimer, bar: Any) -> int:
+    """One optimiser step on one batch (cross-entropy); logs every `run.log_every` steps; returns the new step."""
+    cfg, device = r.cfg, r.dist_info.device
+    batch = r.train_aug(to_device(batch, device))
+    timer.data_ready()
+    r.optimizer.zero_grad(set_to_none=True)
+    with autocast_context(device, cfg.run.amp):
+        logits = r.model(batch["clip"], batch["pose"][..., :2])
+    loss = F.cross_entropy(logits.float(), batch["label"])
+    raise_if_non_finite({"loss/ce": loss}, step=step + 1, stage="finetune",
+                        checkpoint=str(r.last_path) if r.last_path.is_file() else None, device=device)
+    loss.backward()
+    norms = grad_norms({n: m for n, m in r.net.named_children() if any(True for _ in m.parameters())})
+    if cfg.optim.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(r.net.parameters(), cfg.optim.grad_clip)
+    lr = r.optimizer.param_groups[0]["lr"]  # the lr this step used
+    r.optimizer.step()
+    r.scheduler.step()
+    step += 1
+    timing = timer.step_done(r.plan["global_batch"])
+    if bar is not None:
+        bar.update(1)
+    if step % cfg.run.log_every == 0:
+        acc = float((logits.argmax(1) == batch["label"]).float().mean())
         if bar is not None:
-            bar.close()
-        logger.close()
-    result = {"last_top1": last_top1, "epochs": cfg.epochs, "run_dir": str(run_dir),
-              "variant": cfg.variant, "num_classes": num_classes}
-    if dist_info.is_main:
-        (run_dir / "result.json").write_text(json.dumps(result, indent=2))
-    return result
+            bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{float(loss.detach()):.3g}")
+        r.logger.log({"step": step, "stage": "finetune", "epoch": epoch, "loss/ce": float(loss.detach()),
+                      "acc/train_top1": acc, **norms, "lr": lr,
+                      **timing})  # timing: samples_per_s, data_wait_frac, step_s
+    return step
+
+
+def _end_epoch(r: _Run, epoch: int, step: int) -> float:
+    """The test split's clip top-1 (a monitoring curve, never a selection) and `last.pt`; returns the top-1."""
+    cfg = r.cfg
+    metrics = evaluate_clips(r.model, r.eval_loader, r.eval_aug, r.dist_info.device, cfg.run.amp)
+    top1 = metrics["acc/top1"]
+    r.logger.log({"step": step, "stage": "eval", "epoch": epoch, **metrics})
+    if r.dist_info.is_main:
+        log.info("epoch %d/%d: clip top-1 %.4f (test split, monitoring only)", epoch + 1, cfg.epochs, top1)
+        progress = {"epoch": epoch + 1, "step": step, "top1": top1,
+                    "data_epoch": r.batches.position.epoch, "data_batch": r.batches.position.batch}
+        extra = {"num_classes": r.num_classes, "variant": cfg.variant, "model_config": to_dict(r.mcfg),
+                 "metrics": {k: float(v) for k, v in metrics.items()}}
+        if (epoch + 1) % cfg.run.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            ckpt_mod.save_atomic(ckpt_mod.make_checkpoint(
+                kind="finetune", model=r.net, optimizer=r.optimizer, scheduler=r.scheduler, progress=progress,
+                config=to_dict(cfg), extra=extra), r.last_path)
+    return top1
 
 
 def _progress(total: int, start: int, enabled: bool):

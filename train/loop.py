@@ -17,8 +17,8 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import Sampler
 
-from train.config import OptimConfig, RunConfig
-from train.distributed import DistInfo, any_rank
+from csvr.train.config import OptimConfig, RunConfig
+from csvr.train.distributed import DistInfo, any_rank
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_st
 
 def setup_runtime(run: RunConfig) -> None:
     """Threads (`run.threads`, 0 = this process's share of the cores) and deterministic mode."""
-    from train.checkpoint import set_deterministic
-    from train.distributed import cores_per_process
+    from csvr.train.checkpoint import set_deterministic
+    from csvr.train.distributed import cores_per_process
 
     torch.set_num_threads(run.threads if run.threads > 0 else cores_per_process())
     set_deterministic(run.deterministic)
@@ -174,13 +174,13 @@ class ResumableBatches:
 
     def _loader(self, keys: _EndlessKeys):
         if self.loader == "threads":
-            from train.data import ThreadedLoader
+            from csvr.train.data import ThreadedLoader
 
             cuda = self.device is not None and self.device.type == "cuda"
             return ThreadedLoader(self.dataset, self.batch_size, keys, threads=max(1, self.num_workers),
                                   depth=self.depth, pin_memory=self.pin_memory or cuda, safe=False,
                                   device=self.device if cuda else None)
-        from train.data import collate_samples, make_loader
+        from csvr.train.data import collate_samples, make_loader
 
         return make_loader(self.dataset, self.batch_size, sampler=keys, workers=self.num_workers,
                            pin_memory=self.pin_memory, collate_fn=collate_samples, seed=self.seed, prefetch=4)

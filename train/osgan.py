@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from train.losses import GAN_KINDS, d_adv_loss, d_fake_per_sample, g_fake_per_sample
+from csvr.train.losses import GAN_KINDS, d_adv_loss, d_fake_per_sample, g_fake_per_sample
 
 __all__ = ["GradScale", "OneStageGAN"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from train.config import ConfigError, FinetuneConfig, PretrainConfig
+from csvr.train.config import ConfigError, FinetuneConfig, PretrainConfig
 
 LR_RULE = "linear: lr = optim.lr_per_sample x global batch"
 
@@ -76,7 +76,7 @@ def finetune_plan(cfg: FinetuneConfig, split_size: int, world_size: int) -> dict
 
 def train_split_size(store: str, split_index: int, allow_incomplete: bool = False) -> int:
     """Number of training clips per epoch (one per train video) in a store."""
-    from train.data import StoreReader
+    from csvr.train.data import StoreReader
 
     reader = StoreReader(store, allow_incomplete=allow_incomplete)
     return len(reader.videos.rows_in_split("train", split_index, reader.usable_statuses))

@@ -23,14 +23,14 @@ from typing import Callable
 
 import torch
 
-from train import checkpoint as ckpt_mod
-from train.config import PretrainConfig, StageConfig, save_config, to_dict
-from train.distributed import DistInfo, barrier, default_loader_workers, init_from_env
-from train.loop import (Position, ResumableBatches, autocast_context, build_optimizer, build_scheduler,
+from csvr.train import checkpoint as ckpt_mod
+from csvr.train.config import PretrainConfig, StageConfig, save_config, to_dict
+from csvr.train.distributed import DistInfo, barrier, default_loader_workers, init_from_env
+from csvr.train.loop import (Position, ResumableBatches, autocast_context, build_optimizer, build_scheduler,
                         raise_if_non_finite, setup_runtime, to_device, wrap_ddp)
-from train.metrics_log import MetricsLogger, StepTimer, save_pose_plot, save_video_grid
-from train.steps import STEPS, LossModule, StepContext
-from train.system import DISCRIMINATORS, GROUPS, CSVRModel, count_parameters, stage_groups
+from csvr.train.metrics_log import MetricsLogger, StepTimer, save_pose_plot, save_video_grid
+from csvr.train.steps import STEPS, LossModule, StepContext
+from csvr.train.system import DISCRIMINATORS, GROUPS, CSVRModel, count_parameters, stage_groups
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def build_data(cfg: PretrainConfig, store: str | Path, dist_info: DistInfo, spli
                stage: str | None = None):
     """The training dataset (reading what `stage` uses; None: everything), its rank-split sampler and
     the on-device augmentation."""
-    from train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader, make_augment
+    from csvr.train.data import ClipDataset, ClipSpec, ShardLocalSampler, StoreReader, make_augment
 
     d = cfg.data
     # the random crop is drawn in the reader (same distribution as ClipAugment's; it then maps poses with
@@ -122,7 +122,7 @@ def _build_stage(cfg: PretrainConfig, stage: StageConfig, run_dir: Path, dist_in
 
 
 def _save_images(run_dir: Path, stage: str, step: int, batch: dict, outputs: dict, video_size: int) -> None:
-    from train.steps import video_target
+    from csvr.train.steps import video_target
 
     img_dir = run_dir / "images" / stage
     if "_gen" in outputs:
@@ -240,7 +240,7 @@ def _progress(name: str, total: int, start: int, enabled: bool):
 
 def _stage_plans(cfg: PretrainConfig, store: str | Path, world_size: int) -> tuple[dict[str, dict], dict]:
     """stage name -> its plan entry (with the run-wide batch sizes), and the whole plan."""
-    from train.plan import pretrain_plan, train_split_size
+    from csvr.train.plan import pretrain_plan, train_split_size
 
     plan = pretrain_plan(cfg, train_split_size(str(store), cfg.data.split_index, cfg.data.allow_incomplete),
                          world_size)
@@ -280,7 +280,7 @@ def pretrain(cfg: PretrainConfig, store: str | Path, run_dir: str | Path, *, res
     if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").rglob("*.pt")):
         raise FileExistsError(f"{run_dir}: already holds checkpoints; pass --resume to continue it or pick a "
                               "new --run-dir")
-    from train.plan import format_plan
+    from csvr.train.plan import format_plan
 
     plans, plan = _stage_plans(cfg, store, dist_info.world_size)
     if dist_info.is_main:
@@ -325,7 +325,7 @@ def load_pretrained_model(path: str | Path, device: str | torch.device = "cpu") 
     `model.vnet.forward_pooled(batch["clip"])` gives the V-Network features used for retrieval;
     `valid_groups` in the checkpoint says which groups hold trained weights. Returned in eval mode.
     """
-    from train.config import ModelConfig, _from_dict
+    from csvr.train.config import ModelConfig, _from_dict
 
     ck = ckpt_mod.load(path)
     if ck.get("kind") not in ("pretrain-stage", "pretrain-resume"):

@@ -1,6 +1,6 @@
 """`make smoke` / `make gpu-check`: every pretraining stage and a fine-tune for a few steps at a config's real shapes.
 
-Run under `torchrun --nproc_per_node N -m train.smoke ...` (or as one plain process). Each pretraining
+Run under `torchrun --nproc_per_node N -m csvr.train.smoke ...` (or as one plain process). Each pretraining
 stage runs as its own `pretrain()` call in one run directory (earlier stages are resumed as finished), so
 peak memory is measured per stage; then a fine-tune from the result. Printed per stage (rank 0, over all
 ranks): step seconds, samples/s, data-wait fraction, peak memory (CPU: resident set high-water mark
@@ -97,11 +97,11 @@ def run_smoke(config: Path, finetune_config: Path, store: str, run_dir: Path, *,
               overrides: tuple[str, ...] = (), finetune_overrides: tuple[str, ...] = (), gpu_check: bool = False,
               echo=click.echo) -> dict:
     """Every stage of `config` for `steps` steps, then a fine-tune of `steps` steps; returns the table."""
-    from train.config import FinetuneConfig, PretrainConfig, load_config
-    from train.distributed import barrier, init_from_env, shutdown
-    from train.finetune import finetune
+    from csvr.train.config import FinetuneConfig, PretrainConfig, load_config
+    from csvr.train.distributed import barrier, init_from_env, shutdown
+    from csvr.train.finetune import finetune
     from csvr.contracts import read_jsonl
-    from train.pretrain import pretrain
+    from csvr.train.pretrain import pretrain
 
     cuda = torch.cuda.is_available()
     common: list[str] = ["run.image_every=0", "run.log_every=1", f"run.checkpoint_every={10 ** 9}",

@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train import losses as L
-from train.config import LossConfig, ModelConfig
-from train.distributed import gather_with_grad
-from train.data import KINETICS_MEAN, KINETICS_STD
-from train.osgan import OneStageGAN
-from train.system import CSVRModel
-from train.metrics_log import grad_norms
+from csvr.train import losses as L
+from csvr.train.config import LossConfig, ModelConfig
+from csvr.train.distributed import gather_with_grad
+from csvr.train.data import KINETICS_MEAN, KINETICS_STD
+from csvr.train.osgan import OneStageGAN
+from csvr.train.system import CSVRModel
+from csvr.train.metrics_log import grad_norms
 
 GAN_KIND = "wgan"
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from train.config import ModelConfig
-from train.models.backbones import build_backbone
-from train.models.context import MLPHead
-from train.models.integration import build_integration
-from train.models.pose import MotionAligner, PoseDiscriminator, PoseGenerator
-from train.models.video_gen import VideoDiscriminator, VideoGenerator
+from csvr.train.config import ModelConfig
+from csvr.train.models.backbones import build_backbone
+from csvr.train.models.context import MLPHead
+from csvr.train.models.integration import build_integration
+from csvr.train.models.pose import MotionAligner, PoseDiscriminator, PoseGenerator
+from csvr.train.models.video_gen import VideoDiscriminator, VideoGenerator
 
 GROUPS = ("vnet", "inet", "head_v", "head_i", "pose_gen", "pose_disc", "motion_align", "integration",
           "video_gen_r", "video_gen_p", "video_disc_r", "video_disc_p")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from data_manifests.manifest import Manifest
-from data_manifests.parsers.folder import parse_folder
-from data_manifests.parsers.hmdb51 import parse_hmdb51
-from data_manifests.parsers.kinetics400 import parse_kinetics400
-from data_manifests.parsers.ssv2 import parse_ssv2
-from data_manifests.parsers.synthetic import parse_synthetic
-from data_manifests.parsers.ucf101 import parse_ucf101
+from csvr.data_manifests.manifest import Manifest
+from csvr.data_manifests.parsers.folder import parse_folder
+from csvr.data_manifests.parsers.hmdb51 import parse_hmdb51
+from csvr.data_manifests.parsers.kinetics400 import parse_kinetics400
+from csvr.data_manifests.parsers.ssv2 import parse_ssv2
+from csvr.data_manifests.parsers.synthetic import parse_synthetic
+from csvr.data_manifests.parsers.ucf101 import parse_ucf101
 
 PARSERS: dict[str, Callable[..., Manifest]] = {
     "ucf101": parse_ucf101,

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from data_manifests.manifest import ExpectedCounts, ManifestError, name_list
+from csvr.data_manifests.manifest import ExpectedCounts, ManifestError, name_list
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import io
 import logging
 from pathlib import Path
 
-from data_manifests.manifest import SPLIT_VALUES, ExpectedCounts, Manifest, ManifestError, VideoEntry, name_list
-from data_manifests.parsers._common import index_files, require_dir, resolve_expected
+from csvr.data_manifests.manifest import SPLIT_VALUES, ExpectedCounts, Manifest, ManifestError, VideoEntry, name_list
+from csvr.data_manifests.parsers._common import index_files, require_dir, resolve_expected
 
 log = logging.getLogger(__name__)
 

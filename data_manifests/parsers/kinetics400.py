@@ -16,8 +16,8 @@ import logging
 import os
 from pathlib import Path
 
-from data_manifests.manifest import ExpectedCounts, Manifest, ManifestError, VideoEntry
-from data_manifests.parsers._common import index_files, require_dir, resolve_expected
+from csvr.data_manifests.manifest import ExpectedCounts, Manifest, ManifestError, VideoEntry
+from csvr.data_manifests.parsers._common import index_files, require_dir, resolve_expected
 
 log = logging.getLogger(__name__)
 

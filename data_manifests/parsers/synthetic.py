@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from data_manifests.manifest import ExpectedCounts, Manifest, ManifestError
-from data_manifests.parsers._common import expected_from_info, require_file
-from data_manifests.parsers.ucf101 import parse_ucf101
+from csvr.data_manifests.manifest import ExpectedCounts, Manifest, ManifestError
+from csvr.data_manifests.parsers._common import expected_from_info, require_file
+from csvr.data_manifests.parsers.ucf101 import parse_ucf101
 
 INFO_FILE = "synthetic.json"
 

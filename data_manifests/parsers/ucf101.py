@@ -11,8 +11,8 @@ import logging
 import re
 from pathlib import Path
 
-from data_manifests.manifest import ExpectedCounts, Manifest, ManifestError, VideoEntry, name_list
-from data_manifests.parsers._common import (
+from csvr.data_manifests.manifest import ExpectedCounts, Manifest, ManifestError, VideoEntry, name_list
+from csvr.data_manifests.parsers._common import (
     expected_from_info,
     index_files,
     mismatch_hint,

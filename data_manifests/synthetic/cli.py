@@ -43,7 +43,7 @@ def _cpu_seconds() -> float:
 def synth(out: Path, videos_per_class: int, test_fraction: float, extra_test_groups: int, seed: int, num_classes: int, gop: int, single_iframe: bool,
           codec: str, seconds: tuple[float, float], workers: int, json_out: Path | None) -> None:
     """Generate a labelled synthetic action dataset in the UCF101 layout under OUT."""
-    from data_manifests.synthetic.generate import generate, plan_videos, Options
+    from csvr.data_manifests.synthetic.generate import generate, plan_videos, Options
 
     try:
         total = len(plan_videos(Options(videos_per_class=videos_per_class, num_classes=num_classes,

@@ -25,8 +25,8 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from data_manifests.synthetic import render, skeleton
-from data_manifests.synthetic.writer import save_npz_deterministic, write_video
+from csvr.data_manifests.synthetic import render, skeleton
+from csvr.data_manifests.synthetic.writer import save_npz_deterministic, write_video
 
 log = logging.getLogger(__name__)
 

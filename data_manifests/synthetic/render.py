@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data_manifests.synthetic import skeleton as sk
+from csvr.data_manifests.synthetic import skeleton as sk
 
 SCENES = ("room", "field", "beach", "street")
 SHIFT = 4                      # OpenCV fixed-point sub-pixel bits

@@ -13,9 +13,9 @@ from typing import Any
 from .base import COCO_KEYPOINTS, NUM_JOINTS, PoseBatch, PoseEstimator
 
 BACKENDS: dict[str, str] = {
-    "yolo": "preprocess.pose.yolo:YoloPoseEstimator",
-    "openpifpaf": "preprocess.pose.openpifpaf_backend:OpenPifPafPoseEstimator",
-    "groundtruth": "preprocess.pose.groundtruth:GroundTruthPoseEstimator",
+    "yolo": "csvr.preprocess.pose.yolo:YoloPoseEstimator",
+    "openpifpaf": "csvr.preprocess.pose.openpifpaf_backend:OpenPifPafPoseEstimator",
+    "groundtruth": "csvr.preprocess.pose.groundtruth:GroundTruthPoseEstimator",
 }
 
 

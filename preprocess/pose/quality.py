@@ -14,10 +14,10 @@
   pose estimator. The network runs once per video and input (at the lowest threshold); thresholds and
   trackers are applied to its output. `table` prints the results of one or more sweeps as a markdown table.
 
-Command line: `python -m preprocess.pose.quality real DIR_OR_FILES...`,
-`python -m preprocess.pose.quality synthetic ROOT` (both `--json OUT`),
-`python -m preprocess.pose.quality sweep --real DIR --synthetic ROOT --input 320:cap320 ... --json OUT` and
-`python -m preprocess.pose.quality table OUT...`; `crop-negatives REAL_ROOT OUT` writes person-free crops
+Command line: `python -m csvr.preprocess.pose.quality real DIR_OR_FILES...`,
+`python -m csvr.preprocess.pose.quality synthetic ROOT` (both `--json OUT`),
+`python -m csvr.preprocess.pose.quality sweep --real DIR --synthetic ROOT --input 320:cap320 ... --json OUT` and
+`python -m csvr.preprocess.pose.quality table OUT...`; `crop-negatives REAL_ROOT OUT` writes person-free crops
 of the real clips for `sweep --negative`.
 """
 
@@ -67,7 +67,7 @@ STORED_SIZE = (128, 171)  # the pipeline's default stored frame (H, W)
 def frame_variant_size(variant: str, height: int, width: int) -> tuple[int, int]:
     """(H, W) of a frame variant of a height x width source: `source`, `cap<N>` (the long side capped to
     N, as the pipeline's `pose_cap=N` feeds the pose model), `stored` (128x171) or `<H>x<W>`."""
-    from preprocess.video import pose_size
+    from csvr.preprocess.video import pose_size
 
     if variant == "source":
         return height, width

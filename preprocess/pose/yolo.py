@@ -87,10 +87,8 @@ def _export_with_ultralytics(pt: Path, imgsz: int) -> Path:
     from csvr.torchvision_compat import import_torchvision
 
     import_torchvision()  # ultralytics imports torchvision, which needs the CPU operator shim first
-    try:
-        from ultralytics import YOLO
-    except ImportError as e:  # pragma: no cover - ultralytics is a project dependency
-        raise ImportError("exporting YOLO11n-pose to ONNX needs ultralytics (pip install ultralytics)") from e
+    from ultralytics import YOLO
+
     out = Path(YOLO(str(pt)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False, verbose=False))
     _make_reproducible(out)
     return out

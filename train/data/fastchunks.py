@@ -6,7 +6,7 @@ chunks per sample, thousands of samples per second) that costs more than decompr
 the shard index at the end (or start) of the shard file gives each inner chunk's (offset, nbytes); the
 chunk is one `pread` plus one codec decode. It supports exactly the layouts it can prove it understands
 (local files, default chunk-key encoding, chunking only along axis 0, `bytes` + optional blosc/zstd
-codecs, optionally inside `sharding_indexed`); anything else makes `DirectChunkReader.open` return None
+codecs or the lossy `csvr.jpeg` frame codec, optionally inside `sharding_indexed`); anything else makes `DirectChunkReader.open` return None
 and the caller falls back to zarr-python. Tests compare it with zarr on every array of a store.
 """
 
@@ -32,6 +32,10 @@ def _inner_decoder(codecs: list[dict[str, Any]], dtype: np.dtype) -> tuple[Any, 
     """(decode: bytes -> bytes, decode_into: (bytes, contiguous array) -> None) for a `bytes` (+ one
     compressor) codec chain, or None if unsupported. `decode_into` writes straight into the destination
     (no intermediate buffer)."""
+    if codecs and codecs[0].get("name") == "csvr.jpeg" and len(codecs) == 1 and dtype == np.uint8:
+        from csvr.codecs import decode_jpeg
+
+        return (lambda b: decode_jpeg(b).tobytes()), (lambda b, dest: decode_jpeg(b, dest.shape[-3:-1], out=dest))
     if not codecs or codecs[0].get("name") != "bytes":
         return None
     endian = (codecs[0].get("configuration") or {}).get("endian", "little")

@@ -100,10 +100,8 @@ def _limit_codec_threads_in_worker() -> None:
 
     Measured: 2 Blosc threads per worker on a 2-core machine made a clip read ~1.4x slower.
     """
-    try:
-        from torch.utils.data import get_worker_info
-    except ImportError:  # torch-free use of the reader
-        return
+    from torch.utils.data import get_worker_info
+
     if get_worker_info() is not None:
         from numcodecs import blosc
 

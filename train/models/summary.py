@@ -1,6 +1,6 @@
 """Parameter counts and FLOPs of every registered backbone at 16x112x112, next to the paper's Table IX.
 
-``python -m train.models.summary [--frames 16 --size 112 --json out.json]``. FLOPs are counted with
+``python -m csvr.train.models.summary [--frames 16 --size 112 --json out.json]``. FLOPs are counted with
 ``torch.utils.flop_counter.FlopCounterMode``, which counts a multiply-add as 2 FLOPs; GMACs = GFLOPs / 2.
 Video-analysis papers (and torchvision's model tables, via fvcore) usually report GMACs under the name
 "GFLOPs".
@@ -16,7 +16,7 @@ import click
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from train.models.backbones import BACKBONES, build_backbone
+from csvr.train.models.backbones import BACKBONES, build_backbone
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def measure(name: str, frames: int = 16, size: int = 112) -> dict:
 def measure_downstream(backbone: str, frames: int = 16, size: int = 112) -> dict:
     """The CSVR fine-tuning network `train.finetune.DownstreamNet` of variant ``fi`` with the default
     `ModelConfig` (V-Network + g^V + pose encoder + aligner + AdaIN + dropout + fc), as fine-tuned."""
-    from train.config import ModelConfig
-    from train.finetune import DownstreamNet
+    from csvr.train.config import ModelConfig
+    from csvr.train.finetune import DownstreamNet
 
     with torch.device("meta"):
         model = DownstreamNet(ModelConfig(backbone=backbone), "fi", 101, 0.3).eval()

@@ -53,11 +53,11 @@ from torch.utils.data import Dataset, RandomSampler
 
 from csvr.cli import json_option, write_json
 
-from .dataset import ClipDataset, SampleBatch, _alloc_batch, collate_samples, sample_seed
-from .loading import make_loader
-from .sampling import ClipSpec
-from .store import StoreReader
-from .threaded import ThreadedLoader
+from csvr.train.data.dataset import ClipDataset, SampleBatch, _alloc_batch, collate_samples, sample_seed
+from csvr.train.data.loading import make_loader
+from csvr.train.data.sampling import ClipSpec
+from csvr.train.data.store import StoreReader
+from csvr.train.data.threaded import ThreadedLoader
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ def time_threaded(dataset: Dataset, *, threads: int, batch_size: int, batches: i
 
 
 # ----------------------------------------------------------------------------- the training path rows
-DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "ucf101_r2plus1d_18.yaml"
+DEFAULT_TRAIN_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "ucf101_r2plus1d_18.yaml"
 
 
 class _MemmapReader:
@@ -396,11 +396,11 @@ def training_path_data(store: str, videos: np.ndarray, *, frames: int, stride: i
     (`train.pretrain.build_data`, every key of the full CSVR sample, crop in the reader), over `videos`
     (the bench's selection; pretraining takes its split's videos, which changes which samples, not how
     they are read)."""
-    from train.config import PretrainConfig, load_config
-    from train.distributed import DistInfo
-    from train.pretrain import build_data
+    from csvr.train.config import PretrainConfig, load_config
+    from csvr.train.distributed import DistInfo
+    from csvr.train.pretrain import build_data
 
-    from .sampler import ShardLocalSampler
+    from csvr.train.data.sampler import ShardLocalSampler
 
     over = (f"data.frames={frames}", f"data.stride={stride}", f"data.crop={crop}", f"data.num_workers={workers}",
             *overrides)
@@ -424,7 +424,7 @@ class _BeforeBatches:
             ds, sampler, batch_size, workers, seed, epoch
 
     def __iter__(self):
-        from train.loop import _EndlessKeys
+        from csvr.train.loop import _EndlessKeys
 
         self.sampler.set_epoch(self.epoch)
         n = len(list(iter(self.sampler))) // self.batch_size
@@ -543,7 +543,7 @@ def _training_path_rows(store: str, reader: StoreReader, videos: np.ndarray, tmp
     """(name, make(round) -> stream, extra) for the training-path rows, and the full sample's recipe.
     `bare_copy_full` has mode "bare" and a `BareCopy` in place of `make`; it copies from `raw_path` (the
     bench's uncompressed frame copy; built from the rows' videos when None)."""
-    from train.loop import Position, ResumableBatches
+    from csvr.train.loop import Position, ResumableBatches
 
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     cfg, ds, sampler_for = training_path_data(store, videos, frames=frames, stride=stride, crop=crop,
@@ -663,79 +663,20 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
     `thread_reuse` adds `store_threads_reuse` and `raw_threads_reuse` (reused buffers, `safe=False`).
     """
     threads = max(workers, 1) if threads is None else threads
-    reader = StoreReader(store)
-    ok = reader.videos.rows_in_split(None)
-    step = reader.frame_step
-    if step != 1:
-        log.warning("store keeps every %d-th frame; the PyAV row still decodes every source frame", step)
-    videos = ok[np.linspace(0, len(ok) - 1, min(max_videos, len(ok))).round().astype(np.int64)] if len(ok) else ok
-    videos = np.unique(videos)
-    if len(videos) == 0:
-        raise click.UsageError(f"store {store} has no readable videos")
-    spec = ClipSpec(frames=frames, stride=stride, future_frames=0, max_iframes=0)
+    reader, videos, spec = _bench_videos(store, max_videos, frames, stride)
     h, w = reader.frame_size
+    step = reader.frame_step
     clip_bytes = frames * h * w * 3
-    rows: dict[str, dict[str, Any]] = {}
-    decoders_skipped: dict[str, str] = {}
-
-    # (name, dataset, timed batches, extra JSON fields); all rows run once per round, rounds interleave
-    # the rows so that load from other processes on a shared machine hits every row alike
-    plan: list[tuple[str, Dataset, int, dict[str, Any]]] = []
-    threaded: list[tuple[str, Dataset, int, dict[str, Any]]] = []
-
-    def add_threaded(name: str, ds: Dataset, nb: int, extra: dict[str, Any], reuse: bool = False) -> None:
-        if threads <= 0:
-            return
-        threaded.append((f"{name}_threads", ds, nb, {**extra, "mode": "threads", "threads": threads, "safe": True}))
-        if reuse and thread_reuse:
-            threaded.append((f"{name}_threads_reuse", ds, nb,
-                             {**extra, "mode": "threads", "threads": threads, "safe": False}))
-
-    for mode in read_modes:
-        r = StoreReader(store, read_mode="auto", direct=False) if mode == "zarr" else StoreReader(store, read_mode=mode)
-        plan.append(("store" if mode == read_modes[0] else f"store_{mode}", StoreBench(r, videos, spec, crop),
-                     batches, {"read_mode": mode}))
-        if mode == read_modes[0]:
-            add_threaded("store", plan[-1][1], batches, {"read_mode": mode}, reuse=True)
-    if per_item:
-        plan.append(("store_per_item", StoreBenchPerItem(reader, videos, spec, crop), batches,
-                     {"note": "one ClipDataset[i] per sample + default_collate (no batched assembly)"}))
-    if full_sample:
-        full = ClipSpec(frames=frames, stride=stride)
-        plan.append(("store_full", StoreBench(reader, videos, full, crop, full=True), batches,
-                     {"note": "clip + future clip + poses + I-frames, uncropped"}))
-        plan.append(("store_full_crop", StoreBench(reader, videos, full, crop, full=True, full_crop=True), batches,
-                     {"note": "the same, cropped in the worker (ClipSpec.crop; ClipAugment takes it as is)"}))
-        add_threaded("store_full_crop", plan[-1][1], batches, plan[-1][3])
-    if not skip_pyav:
-        paths = resolve_video_paths(reader, videos, video_root)
-        src = [int(reader.videos["source_frames"][v]) if "source_frames" in reader.videos.columns
-               else int(reader.videos["num_frames"][v]) * step for v in videos]
-        plan.append(("pyav", PyAVBench(paths, src, frames, stride, (h, w), crop),
-                     pyav_batches or max(2, batches // 4), {"sources": str(paths[0]).rsplit("/", 2)[0],
-                                                            "primary": True}))
-        add_threaded("pyav", *plan[-1][1:])
-        for name, cls in ON_THE_FLY.items():  # the decoders users pick instead, when installed
-            why = decoder_available(name)
-            if why is not None:
-                decoders_skipped[name] = why
-                click.echo(f"{name}: row skipped ({why})")
-                continue
-            plan.append((name, cls(paths, src, frames, stride, (h, w), crop), pyav_batches or max(2, batches // 4),
-                         {"sources": str(paths[0]).rsplit("/", 2)[0]}))
-            add_threaded(name, *plan[-1][1:])
-        if pyav_single_iframe_root is not None:
-            paths1 = resolve_video_paths(reader, videos, pyav_single_iframe_root)
-            plan.append(("pyav_1i", PyAVBench(paths1, src, frames, stride, (h, w), crop),
-                         pyav_batches or max(2, batches // 4),
-                         {"sources": str(pyav_single_iframe_root), "primary": False,
-                          "note": "same videos encoded with a single I-frame (like most UCF101 files)"}))
-            add_threaded("pyav_1i", *plan[-1][1:])
+    plan, threaded, decoders_skipped = _decoder_rows(
+        store, reader, videos, spec, crop, read_modes=read_modes, batches=batches, per_item=per_item,
+        full_sample=full_sample, skip_pyav=skip_pyav, video_root=video_root, pyav_batches=pyav_batches,
+        pyav_single_iframe_root=pyav_single_iframe_root, frames=frames, stride=stride, threads=threads,
+        thread_reuse=thread_reuse)
     with tempfile.TemporaryDirectory(dir=raw_dir) as tmp:
         raw_path = Path(tmp) / "raw_frames.npy"
         starts, lengths = build_raw_copy(reader, videos, raw_path)
         plan.append(("raw", RawBench(str(raw_path), starts, lengths, frames, max(1, stride // step), crop), batches, {}))
-        add_threaded("raw", plan[-1][1], batches, {}, reuse=True)
+        _add_threaded(threaded, threads, thread_reuse, "raw", plan[-1][1], batches, {}, reuse=True)
         plan = [(n, d, b, {"mode": "processes", "workers": workers, **e}) for n, d, b, e in plan] + threaded
         full_recipe = None
         if training_path:
@@ -743,51 +684,14 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                                                        crop=crop, workers=workers, batch_size=batch_size,
                                                        train_config=train_config, raw_path=raw_path)
             plan += [(n, make, batches, extra) for n, make, extra in streams]
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in plan}
-        for rnd in range(repeats):
-            for name, ds, nb, extra in plan:
-                if extra["mode"] == "stream":  # ds: makes the endless stream (starting at epoch `rnd`)
-                    res = time_stream(ds, batches=nb, warmup=max(workers, 1) * 4 + 2, seed=rnd)
-                elif extra["mode"] == "bare":  # ds: a BareCopy (same batches and warm-up as the streams)
-                    res = time_bare_copy(ds, batch_size=batch_size, batches=nb, warmup=max(workers, 1) * 4 + 2,
-                                         seed=rnd)
-                elif extra["mode"] == "threads":
-                    res = time_threaded(ds, threads=threads, batch_size=batch_size, batches=nb, seed=rnd,
-                                        safe=extra["safe"])
-                else:
-                    res = time_loader(ds, workers=workers, batch_size=batch_size, batches=nb, seed=rnd)
-                runs[name].append(res)
-                click.echo(f"[round {rnd + 1}/{repeats}] {name:>22s}: {res['clips_per_s']:9.1f} clips/s")
-    for name, _, _, extra in plan:
-        cps = [r["clips_per_s"] for r in runs[name]]
-        med = float(np.median(cps))
-        rows[name] = {"clips_per_s": med, "mb_per_s": med * extra.get("bytes_per_sample", clip_bytes) / 1e6,
-                      "clips_per_s_runs": cps,
-                      "clips_per_run": runs[name][0]["clips"], **extra}
-        click.echo(f"{name:>22s}: {med:9.1f} clips/s  {rows[name]['mb_per_s']:8.1f} MB/s  (median of {len(cps)})")
-
-    families = {"store": ("store", "store_threads", "store_threads_reuse"), "pyav": ("pyav", "pyav_threads"),
-                "pyav_1i": ("pyav_1i", "pyav_1i_threads"), "raw": ("raw", "raw_threads", "raw_threads_reuse"),
-                **{d: (d, f"{d}_threads") for d in ON_THE_FLY}}
-    best = {fam: max((n for n in names if n in rows), key=lambda n: rows[n]["clips_per_s"])
-            for fam, names in families.items() if any(n in rows for n in names)}
+        runs = _time_rows(plan, repeats=repeats, batches=batches, batch_size=batch_size, workers=workers,
+                          threads=threads)
+    rows = _median_rows(plan, runs, clip_bytes)
+    best, by_mode = _best_rows(rows)
 
     def ratio(a: str, b: str) -> float | None:
         return rows[best[a]]["clips_per_s"] / rows[best[b]]["clips_per_s"] if a in best and b in best else None
 
-    def mode_ratios(store_row: str, suffix: str, raw_suffix: str) -> dict[str, float | None] | None:
-        if store_row not in rows:
-            return None
-        cps = rows[store_row]["clips_per_s"]
-        out: dict[str, float | None] = {"store_row": store_row}  # type: ignore[dict-item]
-        for key, base in (("ratio_vs_pyav", "pyav" + suffix), ("ratio_vs_pyav_single_iframe", "pyav_1i" + suffix),
-                          ("ratio_vs_raw", "raw" + raw_suffix)):
-            out[key] = cps / rows[base]["clips_per_s"] if base in rows else None
-        return out
-
-    by_mode = {"processes": mode_ratios("store", "", ""), "threads": mode_ratios("store_threads", "_threads", "_threads"),
-               "threads_reuse": mode_ratios("store_threads_reuse", "_threads", "_threads_reuse")}
-    by_mode = {k: v for k, v in by_mode.items() if v is not None}
     store_cps = rows["store"]["clips_per_s"]
     per_process = store_cps / max(workers, 1)
     frames_arr = reader.array("frames")
@@ -834,6 +738,155 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     result.update(_training_path_summary(rows, runs, full_recipe, best))
+    _print_headline(result, rows, best, by_mode, workers, gpu_clips_per_s)
+    return result
+
+
+def _bench_videos(store: str, max_videos: int, frames: int, stride: int) -> tuple[StoreReader, np.ndarray, ClipSpec]:
+    """The store's reader, up to `max_videos` readable videos spread over it, and the bare clip recipe."""
+    reader = StoreReader(store)
+    ok = reader.videos.rows_in_split(None)
+    step = reader.frame_step
+    if step != 1:
+        log.warning("store keeps every %d-th frame; the PyAV row still decodes every source frame", step)
+    videos = ok[np.linspace(0, len(ok) - 1, min(max_videos, len(ok))).round().astype(np.int64)] if len(ok) else ok
+    videos = np.unique(videos)
+    if len(videos) == 0:
+        raise click.UsageError(f"store {store} has no readable videos")
+    return reader, videos, ClipSpec(frames=frames, stride=stride, future_frames=0, max_iframes=0)
+
+
+def _add_threaded(threaded: list, threads: int, thread_reuse: bool, name: str, ds: Dataset, nb: int,
+                  extra: dict[str, Any], reuse: bool = False) -> None:
+    """The `<name>_threads` row (and `<name>_threads_reuse`) of a dataset, when threads are on."""
+    if threads <= 0:
+        return
+    threaded.append((f"{name}_threads", ds, nb, {**extra, "mode": "threads", "threads": threads, "safe": True}))
+    if reuse and thread_reuse:
+        threaded.append((f"{name}_threads_reuse", ds, nb,
+                         {**extra, "mode": "threads", "threads": threads, "safe": False}))
+
+
+def _decoder_rows(store: str, reader: StoreReader, videos: np.ndarray, spec: ClipSpec, crop: int, *,
+                  read_modes: tuple[str, ...], batches: int, per_item: bool, full_sample: bool, skip_pyav: bool,
+                  video_root: Path | None, pyav_batches: int | None, pyav_single_iframe_root: Path | None,
+                  frames: int, stride: int, threads: int, thread_reuse: bool) -> tuple[list, list, dict[str, str]]:
+    """The store rows and the on-the-fly decoder rows (PyAV, decord, TorchCodec where installed): (process rows,
+    threaded rows, {decoder: why skipped})."""
+    step = reader.frame_step
+    h, w = reader.frame_size
+    decoders_skipped: dict[str, str] = {}
+    # (name, dataset, timed batches, extra JSON fields); all rows run once per round, rounds interleave
+    # the rows so that load from other processes on a shared machine hits every row alike
+    plan: list[tuple[str, Dataset, int, dict[str, Any]]] = []
+    threaded: list[tuple[str, Dataset, int, dict[str, Any]]] = []
+
+    for mode in read_modes:
+        r = StoreReader(store, read_mode="auto", direct=False) if mode == "zarr" else StoreReader(store, read_mode=mode)
+        plan.append(("store" if mode == read_modes[0] else f"store_{mode}", StoreBench(r, videos, spec, crop),
+                     batches, {"read_mode": mode}))
+        if mode == read_modes[0]:
+            _add_threaded(threaded, threads, thread_reuse, "store", plan[-1][1], batches, {"read_mode": mode}, reuse=True)
+    if per_item:
+        plan.append(("store_per_item", StoreBenchPerItem(reader, videos, spec, crop), batches,
+                     {"note": "one ClipDataset[i] per sample + default_collate (no batched assembly)"}))
+    if full_sample:
+        full = ClipSpec(frames=frames, stride=stride)
+        plan.append(("store_full", StoreBench(reader, videos, full, crop, full=True), batches,
+                     {"note": "clip + future clip + poses + I-frames, uncropped"}))
+        plan.append(("store_full_crop", StoreBench(reader, videos, full, crop, full=True, full_crop=True), batches,
+                     {"note": "the same, cropped in the worker (ClipSpec.crop; ClipAugment takes it as is)"}))
+        _add_threaded(threaded, threads, thread_reuse, "store_full_crop", plan[-1][1], batches, plan[-1][3])
+    if not skip_pyav:
+        paths = resolve_video_paths(reader, videos, video_root)
+        src = [int(reader.videos["source_frames"][v]) if "source_frames" in reader.videos.columns
+               else int(reader.videos["num_frames"][v]) * step for v in videos]
+        plan.append(("pyav", PyAVBench(paths, src, frames, stride, (h, w), crop),
+                     pyav_batches or max(2, batches // 4), {"sources": str(paths[0]).rsplit("/", 2)[0],
+                                                            "primary": True}))
+        _add_threaded(threaded, threads, thread_reuse, "pyav", *plan[-1][1:])
+        for name, cls in ON_THE_FLY.items():  # the decoders users pick instead, when installed
+            why = decoder_available(name)
+            if why is not None:
+                decoders_skipped[name] = why
+                click.echo(f"{name}: row skipped ({why})")
+                continue
+            plan.append((name, cls(paths, src, frames, stride, (h, w), crop), pyav_batches or max(2, batches // 4),
+                         {"sources": str(paths[0]).rsplit("/", 2)[0]}))
+            _add_threaded(threaded, threads, thread_reuse, name, *plan[-1][1:])
+        if pyav_single_iframe_root is not None:
+            paths1 = resolve_video_paths(reader, videos, pyav_single_iframe_root)
+            plan.append(("pyav_1i", PyAVBench(paths1, src, frames, stride, (h, w), crop),
+                         pyav_batches or max(2, batches // 4),
+                         {"sources": str(pyav_single_iframe_root), "primary": False,
+                          "note": "same videos encoded with a single I-frame (like most UCF101 files)"}))
+            _add_threaded(threaded, threads, thread_reuse, "pyav_1i", *plan[-1][1:])
+    return plan, threaded, decoders_skipped
+
+
+def _time_rows(plan: list, *, repeats: int, batches: int, batch_size: int, workers: int,
+               threads: int) -> dict[str, list[dict[str, float]]]:
+    """Every row once per round, `repeats` rounds; the rounds interleave the rows so that load from other
+    processes on a shared machine hits every row alike."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in plan}
+    for rnd in range(repeats):
+        for name, ds, nb, extra in plan:
+            if extra["mode"] == "stream":  # ds: makes the endless stream (starting at epoch `rnd`)
+                res = time_stream(ds, batches=nb, warmup=max(workers, 1) * 4 + 2, seed=rnd)
+            elif extra["mode"] == "bare":  # ds: a BareCopy (same batches and warm-up as the streams)
+                res = time_bare_copy(ds, batch_size=batch_size, batches=nb, warmup=max(workers, 1) * 4 + 2,
+                                     seed=rnd)
+            elif extra["mode"] == "threads":
+                res = time_threaded(ds, threads=threads, batch_size=batch_size, batches=nb, seed=rnd,
+                                    safe=extra["safe"])
+            else:
+                res = time_loader(ds, workers=workers, batch_size=batch_size, batches=nb, seed=rnd)
+            runs[name].append(res)
+            click.echo(f"[round {rnd + 1}/{repeats}] {name:>22s}: {res['clips_per_s']:9.1f} clips/s")
+    return runs
+
+
+def _median_rows(plan: list, runs: dict[str, list[dict[str, float]]], clip_bytes: int) -> dict[str, dict[str, Any]]:
+    """Each row's median rate over the rounds, with its runs and settings."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name, _, _, extra in plan:
+        cps = [r["clips_per_s"] for r in runs[name]]
+        med = float(np.median(cps))
+        rows[name] = {"clips_per_s": med, "mb_per_s": med * extra.get("bytes_per_sample", clip_bytes) / 1e6,
+                      "clips_per_s_runs": cps,
+                      "clips_per_run": runs[name][0]["clips"], **extra}
+        click.echo(f"{name:>22s}: {med:9.1f} clips/s  {rows[name]['mb_per_s']:8.1f} MB/s  (median of {len(cps)})")
+
+    return rows
+
+
+def _best_rows(rows: dict[str, dict[str, Any]]) -> tuple[dict[str, str], dict[str, dict]]:
+    """The fastest loading mode of each family (store, PyAV, ..., raw), and the store's ratios per mode."""
+    families = {"store": ("store", "store_threads", "store_threads_reuse"), "pyav": ("pyav", "pyav_threads"),
+                "pyav_1i": ("pyav_1i", "pyav_1i_threads"), "raw": ("raw", "raw_threads", "raw_threads_reuse"),
+                **{d: (d, f"{d}_threads") for d in ON_THE_FLY}}
+    best = {fam: max((n for n in names if n in rows), key=lambda n: rows[n]["clips_per_s"])
+            for fam, names in families.items() if any(n in rows for n in names)}
+
+    def mode_ratios(store_row: str, suffix: str, raw_suffix: str) -> dict[str, float | None] | None:
+        if store_row not in rows:
+            return None
+        cps = rows[store_row]["clips_per_s"]
+        out: dict[str, float | None] = {"store_row": store_row}  # type: ignore[dict-item]
+        for key, base in (("ratio_vs_pyav", "pyav" + suffix), ("ratio_vs_pyav_single_iframe", "pyav_1i" + suffix),
+                          ("ratio_vs_raw", "raw" + raw_suffix)):
+            out[key] = cps / rows[base]["clips_per_s"] if base in rows else None
+        return out
+
+    by_mode = {"processes": mode_ratios("store", "", ""), "threads": mode_ratios("store_threads", "_threads", "_threads"),
+               "threads_reuse": mode_ratios("store_threads_reuse", "_threads", "_threads_reuse")}
+    by_mode = {k: v for k, v in by_mode.items() if v is not None}
+    return best, by_mode
+
+
+def _print_headline(result: dict, rows: dict, best: dict[str, str], by_mode: dict, workers: int,
+                    gpu_clips_per_s: float) -> None:
+    """The headline ratios and the training path's rate, on stdout."""
     for mode, r in by_mode.items():
         parts = [f"{k} = {v:.2f}" for k, v in r.items() if k != "store_row" and v is not None]
         click.echo(f"[{mode}] " + ", ".join(parts))
@@ -858,7 +911,6 @@ def run_bench(store: str, *, workers: int = 2, batches: int = 20, batch_size: in
                        f"on-the-fly decoder ({result['fastest_on_the_fly']}, bare 16-frame clips)")
     click.echo(f"one loader process feeds {result['gpus_fed_per_loader_process']:.2f} GPUs at "
                f"{gpu_clips_per_s:g} clips/s each; all {workers} workers feed {result['gpus_fed_by_all_workers']:.2f}")
-    return result
 
 
 @click.command("loader")

@@ -32,13 +32,13 @@ def bench_stage_loader(cfg, store: str, stage: str, batches: int) -> dict:
     """Samples/s of the stage's input alone: the dataset, sampler and `ResumableBatches` exactly as
     `train.pretrain.run_stage` builds them (one process), timed after more batches than any prefetch
     holds, with no training step in between."""
-    from train.data.bench import _steady_rate
-    from train.distributed import DistInfo, default_loader_workers, resolve_device
+    from csvr.benchmarks.loader import _steady_rate
+    from csvr.train.distributed import DistInfo, default_loader_workers, resolve_device
     import numpy as np
     import torch
 
-    from train.loop import Position, ResumableBatches, to_device
-    from train.pretrain import _stage_plans, build_data
+    from csvr.train.loop import Position, ResumableBatches, to_device
+    from csvr.train.pretrain import _stage_plans, build_data
 
     device = resolve_device(cfg.run.device)
     dist_info = DistInfo(device=device)
@@ -74,9 +74,9 @@ def bench_stage(config: Path, store: str, backbone: str, stage: str, steps: int,
     """Time one stage for one backbone (and, with `loader_batches` > 0, its input alone); returns a row."""
     import torch
 
-    from train.config import PretrainConfig, load_config
+    from csvr.train.config import PretrainConfig, load_config
     from csvr.contracts import read_jsonl
-    from train.pretrain import pretrain
+    from csvr.train.pretrain import pretrain
 
     over = (f"model.backbone={backbone}", f"stages=[{{name: {stage}, steps: {warmup + steps}}}]",
             "run.image_every=0", "run.log_every=1", f"run.checkpoint_every={10 ** 9}", "run.tensorboard=false",

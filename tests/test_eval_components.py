@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from evaluate.seams import StoreInfo, load_model_callables
+from csvr.evaluate.components import StoreInfo, load_model_callables
 
 
 def _store(path: Path, complete: bool = True, root: Path | None = None) -> Path:

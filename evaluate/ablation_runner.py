@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluate import paper
+from csvr.evaluate import paper
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,13 @@ class RowRunner:
 
     # ------------------------------------------------------------------------------ pretraining
     def _base_config(self) -> Any:
-        from train.config import PretrainConfig, load_config
+        from csvr.train.config import PretrainConfig, load_config
 
         return load_config(PretrainConfig, self.pretrain_config, self.pretrain_overrides)
 
     def pretrained_model_config(self) -> Any:
         """The model settings of the pretraining the rows start from (the given run's, else the config's)."""
-        from train.config import PretrainConfig, load_config
+        from csvr.train.config import PretrainConfig, load_config
 
         run_cfg = Path(self.pretrain_run) / "config.yaml" if self.pretrain_run is not None else None
         if run_cfg is not None and run_cfg.is_file():
@@ -158,7 +158,7 @@ class RowRunner:
 
     def shared_run(self) -> Path:
         """The shared staged pretraining run (pretrained here, once, when none was given)."""
-        from train.pretrain import pretrain
+        from csvr.train.pretrain import pretrain
 
         if self.pretrain_run is not None:
             if not (Path(self.pretrain_run) / "checkpoints" / "final.pt").is_file():
@@ -175,7 +175,7 @@ class RowRunner:
         return run
 
     def _shared_settings(self, run: Path) -> tuple[dict[str, Any], set[str], dict[str, list[str]]]:
-        from train.config import PretrainConfig, load_config
+        from csvr.train.config import PretrainConfig, load_config
 
         cfg = load_config(PretrainConfig, run / "config.yaml")
         stages = {s.name for s in cfg.stages if s.enabled and (run / "checkpoints" / s.name / "final.pt").is_file()}
@@ -195,7 +195,7 @@ class RowRunner:
                  reusable: set[str]) -> Path:
         """Pretrain a run with the row's settings; stages that do not depend on the changed settings
         are copied from the shared run first (and skipped by `--resume`)."""
-        from train.pretrain import pretrain
+        from csvr.train.pretrain import pretrain
 
         run = self.out_dir / key / "pretrain"
         cfg = self._base_config()
@@ -224,7 +224,7 @@ class RowRunner:
 
     def row_checkpoint(self, row: paper.AblationRow, row_dir: Path) -> Path | None:
         """The pretraining checkpoint a row fine-tunes from (None: training from scratch)."""
-        from evaluate.checkpoints import load_checkpoint, merge_stage_checkpoints, pretrain_checkpoint
+        from csvr.evaluate.checkpoints import load_checkpoint, merge_stage_checkpoints, pretrain_checkpoint
 
         settings = paper.resolved_pretrain(row)
         stages = settings.get("stages")
@@ -248,8 +248,8 @@ class RowRunner:
         fine-tuning recipe). Each call of the factory streams them from the store again: nothing is
         cached, so memory does not grow with the test split (every row reads it once)."""
         if self._test_batches is None:
-            from evaluate.seams import Recipe, eval_batches
-            from train.config import FinetuneConfig, load_config
+            from csvr.evaluate.components import Recipe, eval_batches
+            from csvr.train.config import FinetuneConfig, load_config
 
             cfg = load_config(FinetuneConfig, self.finetune_config, self.finetune_overrides)
             r = Recipe(frames=cfg.data.frames, stride=cfg.data.stride, crop=cfg.data.crop,
@@ -263,7 +263,7 @@ class RowRunner:
         return self._test_batches
 
     def _device(self) -> str:
-        from evaluate.seams import resolve_device
+        from csvr.evaluate.components import resolve_device
 
         return resolve_device(self.device)
 
@@ -272,9 +272,9 @@ class RowRunner:
         per batch only the logits are folded into per-video sums, then the batch is dropped."""
         import torch
 
-        from evaluate.metrics import RecognitionAccumulator
-        from evaluate.pipeline import recognition_section
-        from evaluate.seams import eval_threads
+        from csvr.evaluate.metrics import RecognitionAccumulator
+        from csvr.evaluate.pipeline import recognition_section
+        from csvr.evaluate.components import eval_threads
 
         if self.threads is not None:  # else as the trainer left them (run.threads; 0 = cores_per_process())
             torch.set_num_threads(eval_threads(self.threads))
@@ -289,10 +289,10 @@ class RowRunner:
                 "per_video": {"ids": vids.tolist(), "correct": (scores.argmax(axis=1) == labels).astype(int).tolist()}}
 
     def __call__(self, row: paper.AblationRow, row_dir: Path) -> dict[str, float]:
-        from evaluate.checkpoints import finetune_checkpoint, load_finetuned_network, valid_groups
-        from evaluate.seams import StoreInfo
-        from train.config import FinetuneConfig, load_config
-        from train.finetune import VARIANT_GROUPS, finetune
+        from csvr.evaluate.checkpoints import finetune_checkpoint, load_finetuned_network, valid_groups
+        from csvr.evaluate.components import StoreInfo
+        from csvr.train.config import FinetuneConfig, load_config
+        from csvr.train.finetune import VARIANT_GROUPS, finetune
 
         row_dir = Path(row_dir)
         row_dir.mkdir(parents=True, exist_ok=True)
@@ -337,7 +337,8 @@ PER_CLASS_ROWS = {"scratch": "scratch", "f_d": "f_d", "f_s": "f_s", "full": "f_i
 def attach_to_report(report_dir: str | Path, results: dict[str, Any], ablation_dir: str | Path) -> Path:
     """Add the ablation tables and the per-class accuracy of the Table I rows (from each row's
     `eval.json`) to `report_dir/metrics.json` and rebuild `report_dir/report.md`."""
-    from evaluate.report import build_report, load_metrics
+    from csvr.evaluate.metrics_io import load_metrics
+    from csvr.evaluate.report import build_report
 
     report_dir = Path(report_dir)
     m = load_metrics(report_dir / "metrics.json")

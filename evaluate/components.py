@@ -1,4 +1,4 @@
-"""Where evaluation meets the trainer and the loader: building `EvalComponents` from runs + a store.
+"""The real evaluation components: `EvalComponents` built from run folders (checkpoints) and a store.
 
 Store side (read with zarr per docs/contracts.md section 4): class names, video ids, one display frame
 per video, class groups. Loader side: eval batches over `train.data.EvalClipDataset` with the clip
@@ -18,10 +18,6 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
-
-
-class SeamNotConnected(RuntimeError):
-    """A part of the evaluation that needs code from another stage which is not wired in yet."""
 
 
 class StoreInfo:
@@ -50,7 +46,7 @@ class StoreInfo:
     def class_groups(self, groups_file: str | Path | None = None) -> dict[str, str] | None:
         """Class -> motion|context|both from `groups_file`, else from `synthetic.json` in a dataset root
         recorded in the store attrs (`source_root`, `root` or `options.root`); None when unknown (UCF101)."""
-        from evaluate.report import load_class_groups
+        from csvr.evaluate.plots import load_class_groups
 
         if groups_file is not None:
             return load_class_groups(groups_file)
@@ -65,7 +61,7 @@ def resolve_device(device: str | None = "auto") -> str:
     """`auto` (or None) -> `cuda` when CUDA is available, else `cpu`; any other name is kept
     (`cuda` without CUDA is an error, as in training: `train.distributed.resolve_device`)."""
     if device in (None, "auto", "cuda"):
-        from train.distributed import resolve_device as _resolve
+        from csvr.train.distributed import resolve_device as _resolve
 
         return str(_resolve(device or "auto"))
     return str(device)
@@ -74,7 +70,7 @@ def resolve_device(device: str | None = "auto") -> str:
 def loader_workers(num_workers: int | None = None) -> int:
     """Loader worker processes for evaluation: `num_workers` when given, else
     `train.distributed.default_loader_workers(None)` (the cores this process may use, at most 8)."""
-    from train.distributed import default_loader_workers
+    from csvr.train.distributed import default_loader_workers
 
     return default_loader_workers(num_workers)
 
@@ -82,7 +78,7 @@ def loader_workers(num_workers: int | None = None) -> int:
 def eval_threads(threads: int | None = None) -> int:
     """Torch threads for evaluation: `threads` when > 0, else the cores this process may use
     (`train.distributed.cores_per_process()`)."""
-    from train.distributed import cores_per_process
+    from csvr.train.distributed import cores_per_process
 
     return int(threads) if threads else cores_per_process()
 
@@ -110,11 +106,7 @@ def eval_batches(
     Every call of the factory streams the split from the store again (nothing is cached: a UCF101
     test split at 10 clips per video would be ~90 GB); `num_workers=None` takes
     `loader_workers()`, `device="auto"` CUDA when available."""
-    try:
-        from train.data import EvalClipDataset, make_loader
-        from train.data import make_augment
-    except ImportError as e:
-        raise SeamNotConnected(f"train does not provide EvalClipDataset/make_augment ({e})") from e
+    from csvr.train.data import EvalClipDataset, make_augment, make_loader
 
     device = resolve_device(device)
     workers = loader_workers(num_workers)
@@ -160,7 +152,7 @@ class Recipe:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "Recipe":
-        from evaluate.checkpoints import checkpoint_data_config
+        from csvr.evaluate.checkpoints import checkpoint_data_config
 
         d = checkpoint_data_config(path)
         try:
@@ -174,7 +166,7 @@ class Recipe:
 
     def spec(self, pretext: bool = False) -> Any:
         """A `train.data.ClipSpec`: current clip only, or with future clip and I-frames (`pretext`)."""
-        from train.data import ClipSpec
+        from csvr.train.data import ClipSpec
 
         return ClipSpec(frames=self.frames, stride=self.stride,
                         future_frames=self.future_frames if pretext else 0,
@@ -200,7 +192,7 @@ def _classifier_input(x: Any, crop: int) -> Any:
     import torch
     import torch.nn.functional as F
 
-    from train.data import KINETICS_MEAN, KINETICS_STD
+    from csvr.train.data import KINETICS_MEAN, KINETICS_STD
 
     b, c, t, h, w = x.shape
     x01 = ((x.float() + 1) / 2).clamp(0, 1)
@@ -228,7 +220,7 @@ def pretext_callable(net: Any, groups: Iterable[str], *, video_targets: Iterable
     """
     import torch
 
-    from train.steps import video_target
+    from csvr.train.steps import video_target
 
     groups = set(groups)
     targets = set(video_targets)
@@ -306,7 +298,7 @@ def load_models(pretrain_run: str | Path | None, finetune_run: str | Path | None
     `net(batch["clip"], batch["pose"][..., :2])`; features: the pretrained V-Network's pooled
     features (`checkpoints/final.pt`, no fine-tuning); pretext: see `pretext_callable`.
     """
-    from evaluate.checkpoints import (finetune_checkpoint, load_checkpoint, load_finetuned_network,
+    from csvr.evaluate.checkpoints import (finetune_checkpoint, load_checkpoint, load_finetuned_network,
                                       load_pretrained_network, pretrain_checkpoint)
 
     device = resolve_device(device)

@@ -1,6 +1,6 @@
 """Pose-inference speed: frames/s per core of the ONNX Runtime backend vs ultralytics on torch.
 
-`measure_pose_fps` is called by `csvr bench preprocess`; `python -m preprocess.pose.bench` runs it alone.
+`measure_pose_fps` is called by `csvr bench preprocess`; `python -m csvr.benchmarks.pose` runs it alone.
 Timings cover the whole `estimate` call (letterbox, inference, decoding, NMS), on frames of the given
 size, after one warm-up batch.
 """
@@ -76,7 +76,7 @@ def measure_pose_fps(
     results = []
     frames = bench_frames(height, width, max(batch_sizes))
     if "onnxruntime" in runtimes:
-        from .yolo import YoloPoseEstimator
+        from csvr.preprocess.pose.yolo import YoloPoseEstimator
 
         for b in batch_sizes:
             est = YoloPoseEstimator(threads=threads, batch_size=b, imgsz=imgsz)
@@ -111,7 +111,7 @@ def _ultralytics_model(threads: int):
     tv_boxes._assert_has_ops = lambda: None  # noqa: SLF001
     from ultralytics import YOLO
 
-    from .yolo import find_yolo_weights
+    from csvr.preprocess.pose.yolo import find_yolo_weights
 
     return YOLO(str(find_yolo_weights()))
 

@@ -39,7 +39,7 @@ def _time(fn, repeat: int = 1) -> float:
 
 def bench_iframes(paths: list[Path], policy_note: str) -> dict:
     """Full decode to RGB vs native I-frame extraction (skip_frame=NONINTRA) on the same files."""
-    from preprocess.video import full_decode_count, native_iframes
+    from csvr.preprocess.video import full_decode_count, native_iframes
 
     full = iframe = 0.0
     frames = iframes = 0
@@ -55,7 +55,7 @@ def bench_iframes(paths: list[Path], policy_note: str) -> dict:
 
 def bench_pose(frames_240x320: np.ndarray, batch: int = 32) -> dict:
     """YOLO11n-pose (ONNX Runtime, 1 thread) frames/s on 320x240 frames."""
-    from preprocess.pose import build_estimator
+    from csvr.preprocess.pose import build_estimator
 
     est = build_estimator("yolo", threads=1, max_people=2)
     x = frames_240x320[:batch]
@@ -100,7 +100,7 @@ def bench_chunks(frames: np.ndarray, workdir: Path, samples: int = 100) -> dict:
     for frame-chunk sizes and codecs; the raw page-cached memmap read of the same frames as a ceiling."""
     import zarr
 
-    from preprocess.store import compressor
+    from csvr.preprocess.store import compressor
 
     frames = frames[: (len(frames) // 32) * 32]
     if len(frames) < 160:
@@ -115,7 +115,7 @@ def bench_chunks(frames: np.ndarray, workdir: Path, samples: int = 100) -> dict:
         a = g.create_array("f", shape=frames.shape, dtype="uint8", chunks=(ch, *frames.shape[1:]),
                            shards=(len(frames), *frames.shape[1:]), compressors=compressor(codec))
         a[:] = frames
-        from preprocess.store import FS
+        from csvr.preprocess.store import FS
 
         disk = FS(str(path)).du("f")
         a = zarr.open_group(str(path), mode="r")["f"]
@@ -146,8 +146,8 @@ def bench_parts(paths: list[Path], codec: str = "lz4") -> dict:
     """The unavoidable parts of the pipeline measured alone: decode+resize, pose, compression."""
     from numcodecs import Blosc
 
-    from preprocess.pose import build_estimator
-    from preprocess.video import decode_video
+    from csvr.preprocess.pose import build_estimator
+    from csvr.preprocess.video import decode_video
 
     est = build_estimator("yolo", threads=1, max_people=2)
     comp = Blosc("lz4", 5, Blosc.NOSHUFFLE) if codec == "lz4" else Blosc("zstd", 3, Blosc.BITSHUFFLE)
@@ -173,8 +173,8 @@ def bench_parts(paths: list[Path], codec: str = "lz4") -> dict:
 
 def bench_pipeline(manifest: Any, workdir: Path, workers: int, policy: str) -> dict:
     """Whole ``preprocess_dataset`` (yolo poses) wall time, store bytes per frame."""
-    from preprocess.pipeline import preprocess_dataset
-    from preprocess.store import FS
+    from csvr.preprocess.pipeline import preprocess_dataset
+    from csvr.preprocess.store import FS
 
     out = workdir / f"store-w{workers}-{policy}.zarr"
     shutil.rmtree(out, ignore_errors=True)
@@ -219,8 +219,8 @@ def _cluster_startup(workers: int) -> float:
 def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, videos_per_class: int,
                      real_clips: Path | None, policy: str, skip_scaling: bool) -> None:
     """Preprocessing benchmark on synthetic videos (and the real clips when present)."""
-    from data_manifests import build_manifest
-    from preprocess.video import decode_video
+    from csvr.data_manifests import build_manifest
+    from csvr.preprocess.video import decode_video
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -228,7 +228,7 @@ def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, vid
     tmp = Path(tempfile.mkdtemp(prefix="csvr-bench-"))
     try:
         if root is None:
-            from data_manifests.synthetic import generate
+            from csvr.data_manifests.synthetic import generate
 
             root = tmp / "synthetic"
             t = time.perf_counter()
@@ -289,7 +289,7 @@ def bench_preprocess(json_out: Path | None, root: Path | None, classes: int, vid
             click.echo(f"pipeline 2 workers: {res['pipeline_2']['videos_per_s']} videos/s; "
                        f"scaling {res['scaling_2_vs_1']}x")
         if real:
-            from data_manifests.manifest import Manifest, VideoEntry
+            from csvr.data_manifests.manifest import Manifest, VideoEntry
 
             rm = Manifest("folder", real_clips, ["real"],
                           [VideoEntry(p.relative_to(real_clips).as_posix(), 0, "real", {1: "test"})
@@ -326,7 +326,7 @@ __all__ = ["bench_preprocess", "bench_iframes", "bench_pose", "bench_compressors
 def _rss_child(conn, url: str, index: int, path: str, opts: dict) -> None:  # runs in a fresh process
     import resource
 
-    from preprocess.pipeline import process_video
+    from csvr.preprocess.pipeline import process_video
 
     meta = process_video(url, index, path, opts)
     conn.send({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "status": meta["status"],
@@ -339,7 +339,7 @@ def peak_rss_of_video(video: Path, store_dir: Path, pose: str = "groundtruth", *
     exactly as a pipeline worker does (`preprocess.pipeline.process_video`)."""
     import multiprocessing as mp
 
-    from preprocess.pipeline import Options
+    from csvr.preprocess.pipeline import Options
 
     store_dir.mkdir(parents=True, exist_ok=True)
     opts = Options(pose=pose, **options).to_json()
@@ -361,7 +361,7 @@ def peak_rss_of_video(video: Path, store_dir: Path, pose: str = "groundtruth", *
 def bench_memory(json_out: Path | None, lengths: str) -> None:
     """Peak memory of one preprocessing worker against video length (ground-truth poses, so the pose
     model's constant size does not hide the growth)."""
-    from data_manifests.synthetic import generate
+    from csvr.data_manifests.synthetic import generate
 
     res: dict[str, Any] = {"videos": []}
     tmp = Path(tempfile.mkdtemp(prefix="csvr-mem-"))

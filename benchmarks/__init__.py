@@ -1,0 +1,1 @@
+"""csvr benchmarks (`csvr bench ...`): they print numbers and write JSON; no library code imports them."""

@@ -34,6 +34,7 @@ BENCH_COMMANDS: dict[str, tuple[str, str]] = {
     "memory": ("csvr.benchmarks.preprocessing:bench_memory", "Peak memory of one preprocessing worker vs video length."),
     "loader": ("csvr.benchmarks.loader:bench_loader", "Store loader vs PyAV decoding vs raw memmap."),
     "train": ("csvr.benchmarks.training:bench_train", "Training step speed per backbone."),
+    "formats": ("csvr.benchmarks.formats:bench_formats", "Frame formats: size, projected datasets, PSNR, rate."),
 }
 
 

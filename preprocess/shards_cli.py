@@ -252,3 +252,24 @@ def preview(store: str, video: str, out: Path, max_frames: int, json_out: Path |
         raise click.ClickException(f"--out must end in .png or .gif, got {out}")
     _emit({"video": t["id"][k], "out": str(out), "frames": len(ims)}, json_out,
           f"wrote {out} ({len(ims)} frames of {t['id'][k]})")
+
+
+@shards.command("transcode")
+@click.argument("src")
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--codec", type=click.Choice(["none", "lz4", "lz4-bitshuffle", "zstd", "jpeg"]), required=True,
+              help="The image arrays' new format (as csvr preprocess --codec).")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, show_default=True,
+              help="JPEG quality with --codec jpeg.")
+@click.option("--overwrite", is_flag=True, help="Replace DST when it exists.")
+@json_option()
+def transcode(src: str, dst: Path, codec: str, jpeg_quality: int, overwrite: bool, json_out: Path | None) -> None:
+    """Copy the complete store SRC to DST with its frame images in another format (no decoding, no pose model)."""
+    from csvr.preprocess.transcode import transcode_store
+
+    try:
+        summary = transcode_store(src, dst, codec, jpeg_quality, overwrite=overwrite, progress=not progress_disabled())
+    except (StoreError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _emit(summary, json_out, f"{dst}: image arrays {summary['image_bytes_before'] / 1e6:.1f} MB -> "
+                             f"{summary['image_bytes_after'] / 1e6:.1f} MB ({codec}); verified")

@@ -146,3 +146,24 @@ def test_a_damaged_jpeg_chunk_names_the_array_and_rows(jpeg_store, tmp_path):
     reader = StoreReader(copy, verify_checksums=False, allow_incomplete=True)
     with pytest.raises(StoreReadError, match=r"reading array 'frames' rows"):
         ClipDataset(reader, split=None, spec=ClipSpec(frames=30, stride=1, future_frames=0, max_iframes=0))[(0, 0)]
+
+
+def test_transcoding_a_raw_store_gives_the_store_preprocessing_writes(jpeg_store, tmp_path):
+    from csvr.preprocess.schema import StoreError
+    from csvr.preprocess.transcode import transcode_store
+
+    out, raw = jpeg_store
+    dst = tmp_path / "t.zarr"
+    summary = transcode_store(raw, dst, "jpeg", 90, progress=False)
+    assert summary["image_bytes_after"] < 0.5 * summary["image_bytes_before"]
+    assert verify_store(str(dst))[0] == []
+    a, b = zarr.open_group(str(dst), mode="r"), zarr.open_group(str(out), mode="r")
+    for name in ("frames", "iframes/images", "poses/keypoints", "poses/main_actor", "iframes/frame_index"):
+        assert np.array_equal(a[name][:], b[name][:]), name  # same pixels as encoding while preprocessing
+    assert a.attrs["options"]["codec"] == "jpeg" and a.attrs["complete"] is True
+    assert a.attrs["transcoded_from"]["store"] == str(raw)
+    with pytest.raises(StoreError, match="exists; pass --overwrite"):
+        transcode_store(raw, dst, "jpeg", 90, progress=False)
+    back = transcode_store(dst, tmp_path / "back.zarr", "none", progress=False)  # lossy -> raw keeps the lossy pixels
+    assert "jpeg_quality" not in zarr.open_group(back["dst"], mode="r").attrs["options"]
+    assert np.array_equal(zarr.open_group(back["dst"], mode="r")["frames"][:], a["frames"][:])

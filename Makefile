@@ -15,6 +15,11 @@ CONFIG ?= tiny
 RUN ?= runs/$(DATASET)-$(CONFIG)
 
 POSE ?= yolo
+# Frame format of the store (docs/store.md, "Compact formats"): raw frames where the dataset fits on a node's disk
+# (UCF101 ~178 GB, HMDB51 ~51 GB), lossy JPEG-90 for Kinetics-400 (~4.6 TB raw -> ~0.4 TB) and SSv2.
+COMPACT_DATASETS := kinetics400 ssv2
+FRAME_CODEC ?= $(if $(filter $(DATASET),$(COMPACT_DATASETS)),jpeg,none)
+JPEG_QUALITY ?= 90
 SYNTH_VIDEOS ?= 10
 PRETRAIN_RUN ?= runs/$(DATASET)-$(CONFIG)/pretrain
 FINETUNE_RUN ?= runs/$(DATASET)-$(CONFIG)/finetune
@@ -26,7 +31,8 @@ TRAIN_ARGS ?=
 
 help:  ## this list: every target, then the variables
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "variables (make VAR=value): DATASET ROOT OUT WORKERS SCHEDULER POSE CONFIG NPROC VARIANT PRETRAINED"
+	@echo "variables (make VAR=value): DATASET ROOT OUT WORKERS SCHEDULER POSE FRAME_CODEC JPEG_QUALITY CONFIG NPROC"
+	@echo "  VARIANT PRETRAINED"
 	@echo "  TRAIN_ARGS TABLES ABLATE_ARGS SMOKE_STEPS SMOKE_ARGS GPU_CONFIG GPUS SEEDS SEED_DIR"
 	@echo "  BENCH_ROOT BENCH_STORE BENCH_DIR BENCH_SEEDS (see README.md)"
 
@@ -59,7 +65,7 @@ synth: setup  ## generate the synthetic dataset under data/synthetic
 # Resumable: re-running finishes an interrupted store, and is a quick no-op on a complete one.
 preprocess: setup $(if $(filter synthetic,$(DATASET)),synth)  ## videos under ROOT -> the store OUT (Dask, WORKERS, POSE, SCHEDULER; resumable)
 	$(BIN)/csvr preprocess $(DATASET) --root $(ROOT) --out $(OUT) --workers $(WORKERS) --pose $(POSE) \
-	  $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	  --codec $(FRAME_CODEC) --jpeg-quality $(JPEG_QUALITY) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 	$(BIN)/csvr shards verify $(OUT)
 	$(BIN)/csvr shards info $(OUT)
 

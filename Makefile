@@ -1,40 +1,57 @@
 # csvr: every target depends on the venv, so any target works as the first command on a fresh clone.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+#: PY the Python that creates .venv
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
+#: DATASET synthetic | ucf101 | hmdb51 | kinetics400 | ssv2
 DATASET ?= synthetic
+#: ROOT the dataset's videos (default data/DATASET)
 ROOT ?= data/$(DATASET)
+#: OUT the store preprocess writes (default stores/DATASET.zarr)
 OUT ?= stores/$(DATASET).zarr
+#: WORKERS Dask worker processes for synth and preprocess (default: cores)
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+#: SCHEDULER address of an existing Dask scheduler (empty: a local cluster)
 SCHEDULER ?=
+#: CONFIG config name: configs/pretrain/CONFIG.yaml, configs/finetune/CONFIG.yaml
 CONFIG ?= tiny
+#: RUN run folder prefix (default runs/DATASET-CONFIG)
 RUN ?= runs/$(DATASET)-$(CONFIG)
 
+#: POSE pose source of preprocess: yolo | groundtruth (synthetic only) | openpifpaf (docs/pose.md)
 POSE ?= yolo
 # Frame format of the store (docs/store.md, "Compact formats"): raw frames where the dataset fits on a node's disk
 # (UCF101 ~178 GB, HMDB51 ~51 GB), lossy JPEG-90 for Kinetics-400 (~4.6 TB raw -> ~0.4 TB) and SSv2.
 COMPACT_DATASETS := kinetics400 ssv2
+#: FRAME_CODEC store frame format: none (raw) | jpeg; jpeg for kinetics400 and ssv2 by default
 FRAME_CODEC ?= $(if $(filter $(DATASET),$(COMPACT_DATASETS)),jpeg,none)
+#: JPEG_QUALITY JPEG quality when FRAME_CODEC=jpeg
 JPEG_QUALITY ?= 90
+#: SYNTH_VIDEOS synthetic videos per class (csvr synth)
 SYNTH_VIDEOS ?= 10
+#: PRETRAIN_RUN pretraining run folder
 PRETRAIN_RUN ?= runs/$(DATASET)-$(CONFIG)/pretrain
+#: FINETUNE_RUN fine-tuning run folder
 FINETUNE_RUN ?= runs/$(DATASET)-$(CONFIG)/finetune
+#: PRETRAINED checkpoint fine-tuning starts from
 PRETRAINED ?= $(PRETRAIN_RUN)/checkpoints/final.pt
+#: VARIANT fine-tuning variant: fi | fs | fd | concat | scratch | scratch_fs
 VARIANT ?= fi
+#: TABLES ablation tables of make ablate (I, III, IV, V, comma-separated)
 TABLES ?= I
+#: NPROC torchrun processes per node of pretrain and finetune
 NPROC ?= 1
+#: TRAIN_ARGS extra arguments of csvr pretrain/finetune
 TRAIN_ARGS ?=
 
 help:  ## this list: every target, then the variables
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "variables (make VAR=value): DATASET ROOT OUT WORKERS SCHEDULER POSE FRAME_CODEC JPEG_QUALITY CONFIG NPROC"
-	@echo "  VARIANT PRETRAINED"
-	@echo "  TRAIN_ARGS TABLES ABLATE_ARGS SMOKE_STEPS SMOKE_ARGS GPU_CONFIG GPUS SEEDS SEED_DIR"
-	@echo "  BENCH_ROOT BENCH_STORE BENCH_DIR BENCH_SEEDS (see README.md)"
+	@echo "variables (make TARGET VAR=value; defaults in the Makefile):"
+	@awk '/^#: /{sub(/^#: /, ""); split($$0, a, " "); printf "  %-15s %s\n", a[1], substr($$0, length(a[1]) + 2)}' $(MAKEFILE_LIST)
 
 .PHONY: help setup test demo download manifest synth preprocess store pretrain finetune smoke gpu-check demo-seeds benchmark evaluate ablate bench models-summary clean
 
@@ -84,7 +101,9 @@ finetune: store  ## fine-tune VARIANT from PRETRAINED, configs/finetune/CONFIG.y
 	  --variant $(VARIANT) $(if $(filter scratch,$(VARIANT)),,--pretrained $(PRETRAINED)) $(TRAIN_ARGS)
 
 # Every stage + a fine-tune for SMOKE_STEPS steps at the config's real shapes, NPROC processes (gloo on CPU).
+#: SMOKE_STEPS steps per stage of make smoke
 SMOKE_STEPS ?= 2
+#: SMOKE_ARGS extra arguments of make smoke
 SMOKE_ARGS ?=
 smoke: store  ## every stage + a fine-tune for SMOKE_STEPS steps at CONFIG's real shapes (SMOKE_ARGS)
 	$(BIN)/torchrun --standalone --nproc_per_node $(NPROC) -m csvr.train.smoke --config $(CONFIG) --store $(OUT) \
@@ -92,15 +111,20 @@ smoke: store  ## every stage + a fine-tune for SMOKE_STEPS steps at CONFIG's rea
 
 # The same on every visible GPU with bf16 and NCCL (20 steps, 5 untimed); on a machine without a GPU it
 # says so and runs the code on CPU with a small batch.
+#: GPU_CONFIG config of make gpu-check
 GPU_CONFIG ?= ucf101_r2plus1d_18
+#: GPUS GPUs of make gpu-check (default: nvidia-smi's count)
 GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 gpu-check: store  ## the smoke run on every GPU with bf16 + NCCL (CPU fallback says what it skipped)
 	$(BIN)/torchrun --standalone --nproc_per_node $(if $(filter-out 0,$(GPUS)),$(GPUS),1) -m csvr.train.smoke --gpu-check \
 	  --config $(GPU_CONFIG) --store $(OUT) --steps 20 --warmup 5 --json runs/smoke/gpu-check.json $(SMOKE_ARGS)
 
 # --- evaluation ---------------------------------------------------------------------------------------
+#: EVAL_DIR evaluation output folder
 EVAL_DIR ?= runs/$(DATASET)-$(CONFIG)/eval
+#: ABLATION_DIR ablation output folder
 ABLATION_DIR ?= runs/$(DATASET)-$(CONFIG)/ablation
+#: ABLATE_ARGS extra arguments of csvr ablate run
 ABLATE_ARGS ?=
 
 evaluate: store  ## top-1, retrieval, pretext metrics and report.md into EVAL_DIR
@@ -123,7 +147,9 @@ demo: setup  ## synth -> preprocess -> pretrain -> finetune -> evaluate -> ablat
 	echo "demo done in $$(( $$(date +%s) - start )) s: report $(EVAL_DIR)/report.md, ablation $(ABLATION_DIR)/ablation.md"
 
 # The demo once per seed (pretraining, fine-tuning and every ablation row seeded), then mean and range per row.
+#: SEEDS seeds of make demo-seeds
 SEEDS ?= 0 1 2
+#: SEED_DIR output folder of make demo-seeds
 SEED_DIR ?= runs/seeds
 demo-seeds: setup  ## the demo for each of SEEDS, then mean and range per row
 	@start=$$(date +%s); \
@@ -139,10 +165,17 @@ demo-seeds: setup  ## the demo for each of SEEDS, then mean and range per row
 
 # Table I with the power to separate its rows: the demo's own 72 training videos (same generator groups) with a
 # 6x larger test split (288 videos: the demo's 48 + 10 more groups per class), BENCH_SEEDS pretrainings, both protocols, paired bootstrap intervals (docs/evaluation.md, "Benchmark").
+#: BENCH_ROOT dataset folder of make benchmark
 BENCH_ROOT ?= data/benchmark
+#: BENCH_STORE store of make benchmark
 BENCH_STORE ?= stores/benchmark.zarr
+#: BENCH_DIR output folder of make benchmark
 BENCH_DIR ?= runs/benchmark
+#: BENCH_SEEDS pretraining seeds of make benchmark
 BENCH_SEEDS ?= 0 1 2 3 4
+#: BENCH_SUBSET NAME=REGEX: also score the rows on the test videos whose id matches (default: the demo's 48)
+# the demo's own test videos are groups 1-2 of each class at SYNTH_VIDEOS=10
+BENCH_SUBSET ?= demo=_g0[12]_
 benchmark: setup  ## Table I over BENCH_SEEDS, two protocols, paired 95% intervals -> BENCH_DIR/benchmark.md (resumable)
 	@start=$$(date +%s); \
 	test -f $(BENCH_ROOT)/synthetic.json || \
@@ -150,7 +183,8 @@ benchmark: setup  ## Table I over BENCH_SEEDS, two protocols, paired 95% interva
 	    --workers $(WORKERS) || exit 1; \
 	$(BIN)/csvr preprocess synthetic --root $(BENCH_ROOT) --out $(BENCH_STORE) --workers $(WORKERS) --pose $(POSE) && \
 	$(BIN)/csvr shards verify $(BENCH_STORE) && \
-	$(BIN)/csvr ablate benchmark --store $(BENCH_STORE) --config $(CONFIG) --seeds "$(BENCH_SEEDS)" --out $(BENCH_DIR) && \
+	$(BIN)/csvr ablate benchmark --store $(BENCH_STORE) --config $(CONFIG) --seeds "$(BENCH_SEEDS)" --out $(BENCH_DIR) \
+	  $(if $(BENCH_SUBSET),--subset '$(BENCH_SUBSET)') && \
 	echo "benchmark done in $$(( $$(date +%s) - start )) s: $(BENCH_DIR)/benchmark.md"
 
 # --- benchmarks (print numbers, write JSON under bench/) ------------------------------------------------

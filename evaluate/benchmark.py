@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import platform
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -113,6 +114,9 @@ class Benchmark:
     num_workers: int | None = None
     echo: Callable[[str], None] = print
     seconds: dict[str, float] = field(default_factory=dict)
+    # name -> regular expression on the store's video ids: each row is also summarised on the test videos
+    # whose id matches (e.g. the demo's own test videos inside the benchmark's larger test split)
+    subsets: dict[str, str] = field(default_factory=dict)
 
     def jobs(self) -> list[tuple[int, str, paper.AblationRow]]:
         return [(s, p, r) for s in self.seeds for p in self.protocols for r in protocol_rows(p)]
@@ -179,21 +183,43 @@ class Benchmark:
                                          "first row (a different store or split?)")
                     per_seed.append(h)
                 hits[key] = np.stack(per_seed)
+            masks = self._subset_masks(ids_ref)
             rows = {}
             for r in protocol_rows(protocol):
-                acc = 100 * hits[r.key].mean(axis=1)
-                rows[r.key] = {"label": r.label, "mean": float(acc.mean()),
-                               "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                               "min": float(acc.min()), "max": float(acc.max()), "per_seed": acc.tolist(),
-                               "paper_ucf101": r.paper.get("ucf101")}
+                rows[r.key] = {"label": r.label, **seed_stats(hits[r.key]), "paper_ucf101": r.paper.get("ucf101"),
+                               "subsets": {name: seed_stats(hits[r.key][:, m]) for name, m in masks.items()}}
             pairs = []
             for a, b in TABLE_ORDER.get(protocol, PAPER_ORDER):
                 if a in hits and b in hits:
                     iv = {k: 100 * v for k, v in paired_interval(hits[a], hits[b]).items()}
                     pairs.append({"a": a, "b": b, **iv, "verdict": verdict(iv)})
             out["protocols"][protocol] = {"title": PROTOCOL_TITLES[protocol], "rows": rows, "pairs": pairs,
-                                          "num_test_videos": int(len(ids_ref))}
+                                          "num_test_videos": int(len(ids_ref)),
+                                          "subsets": {name: {"pattern": self.subsets[name], "num_videos": int(m.sum())}
+                                                      for name, m in masks.items()}}
         return out
+
+    def _subset_masks(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """name -> boolean mask over the scored video-table rows whose video id matches the subset's pattern."""
+        if not self.subsets:
+            return {}
+        from csvr.contracts import open_store
+
+        names = np.asarray([str(v) for v in open_store(self.store)["videos/id"][...]])
+        masks = {}
+        for name, pattern in self.subsets.items():
+            m = np.asarray([re.search(pattern, str(v)) is not None for v in names[rows]])
+            if not m.any():
+                raise ValueError(f"subset {name!r}: no scored test video of {self.store} has an id matching {pattern!r}")
+            masks[name] = m
+        return masks
+
+
+def seed_stats(hits: np.ndarray) -> dict[str, Any]:
+    """Video top-1 (%) per seed of a (seeds, videos) 0/1 array: mean, std (ddof 1), min, max, per_seed."""
+    acc = 100 * np.asarray(hits, dtype=np.float64).mean(axis=1)
+    return {"mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "min": float(acc.min()), "max": float(acc.max()), "per_seed": acc.tolist()}
 
 
 def machine() -> dict[str, Any]:
@@ -222,11 +248,18 @@ def benchmark_markdown(summary: dict[str, Any], command: str) -> str:
              f"({summary['bootstrap_rounds']} rounds); 'holds' = the paper's order a < b is shown, "
              "'reversed' = b < a is shown, 'not separated' = the interval contains 0.", ""]
     for protocol, p in summary["protocols"].items():
-        lines += [f"## Protocol {p['title']}: {p['num_test_videos']} test videos", "",
-                  "| row | top-1 mean | std | range | paper (UCF101) |", "|---|---|---|---|---|"]
+        subsets = p.get("subsets", {})
+        lines += [f"## Protocol {p['title']}: {p['num_test_videos']} test videos", ""]
+        lines += [f"Column `{n}`: the same runs scored on the {s['num_videos']} test videos whose id matches "
+                  f"`{s['pattern']}`, mean [min, max] over seeds." for n, s in subsets.items()]
+        lines += [""] if subsets else []
+        lines += ["| row | top-1 mean | std | range | " + "".join(f"{n} | " for n in subsets) + "paper (UCF101) |",
+                  "|---|---|---|---|" + "---|" * len(subsets) + "---|"]
         for r in p["rows"].values():
+            sub = "".join(f"{q['mean']:.1f} [{q['min']:.1f}, {q['max']:.1f}] | "
+                          for q in (r["subsets"][n] for n in subsets))
             lines.append(f"| {r['label']} | {r['mean']:.1f} | {r['std']:.1f} | [{r['min']:.1f}, {r['max']:.1f}] | "
-                         f"{r['paper_ucf101']} |")
+                         f"{sub}{r['paper_ucf101']} |")
         lines += ["", "| paper order | b - a | 95% interval | verdict |", "|---|---|---|---|"]
         for q in p["pairs"]:
             lines.append(f"| {q['a']} < {q['b']} | {q['diff']:+.1f} | [{q['lo']:+.1f}, {q['hi']:+.1f}] | {q['verdict']} |")

@@ -253,6 +253,16 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
     click.echo(f"ablation: {res['markdown']}  ({time.perf_counter() - t0:.0f} s{'; ' + times if times else ''})")
 
 
+def _is_regex(pattern: str) -> bool:
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
 @ablate.command("benchmark")
 @click.option("--store", required=True, type=click.Path(exists=True, path_type=Path),
               help="The csvr-store/1 Zarr store the rows pretrain, fine-tune and evaluate on.")
@@ -273,9 +283,12 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
               help="Test clips per video for each row's evaluation.")
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
 @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None, help=WORKERS_HELP)
+@click.option("--subset", "subsets", multiple=True, metavar="NAME=REGEX",
+              help="Also summarise every row on the test videos whose id matches REGEX (a column NAME), e.g. "
+                   "demo='_g0[12]_' for the demo's own test videos. Changes only the summary, no row reruns.")
 def ablate_benchmark(store: Path, config: str, seeds: str, protocols: str, out_dir: Path,
                      pretrain_overrides: tuple[str, ...], finetune_overrides: tuple[str, ...], num_clips: int,
-                     device: str, num_workers: int | None) -> None:
+                     device: str, num_workers: int | None, subsets: tuple[str, ...]) -> None:
     """Table I over several seeds and two protocols, with paired bootstrap intervals for the paper's
     orderings; writes benchmark.json and benchmark.md (evaluate.benchmark). Resumable."""
     import json
@@ -293,12 +306,15 @@ def ablate_benchmark(store: Path, config: str, seeds: str, protocols: str, out_d
         unknown = [p for p in names if p not in PROTOCOL_TITLES]
         if unknown or not names or not seed_list:
             raise click.UsageError(f"--protocols: unknown {unknown}, known {list(PROTOCOL_TITLES)}; --seeds: give at least one")
+        bad = [s for s in subsets if "=" not in s or not s.split("=", 1)[0] or not _is_regex(s.split("=", 1)[1])]
+        if bad:
+            raise click.UsageError(f"--subset takes NAME=REGEX with a valid regular expression, got {bad}")
         bench = Benchmark(store=store, out_dir=out_dir, seeds=seed_list,
                           pretrain_config=resolve_config("pretrain", config),
                           finetune_config=ablation_finetune_config(config),
                           pretrain_overrides=tuple(pretrain_overrides), finetune_overrides=tuple(finetune_overrides),
                           protocols=names, num_clips=num_clips, device=device, num_workers=num_workers,
-                          echo=click.echo)
+                          echo=click.echo, subsets=dict(s.split("=", 1) for s in subsets))
         summary = bench.run()
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, CheckpointError, ConfigError) as e:
         raise click.ClickException(str(e).strip("'\"")) from e

@@ -69,6 +69,33 @@ def test_summary_reads_the_row_files_in_video_order(tmp_path):
         bench.summary()
 
 
+def test_subsets_summarise_each_row_on_the_matching_videos_and_name_a_pattern_that_matches_none(tmp_path):
+    import zarr
+
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="w")
+    g.attrs.update({"schema": "csvr-store/1", "complete": True})
+    ids = g.create_array("videos/id", shape=(6,), dtype=str)
+    ids[:] = np.array(["v_A_g01_c01", "v_A_g03_c01", "v_A_g02_c01", "v_B_g01_c01", "v_B_g04_c01", "v_B_g02_c02"],
+                      dtype=object)
+    bench = Benchmark(store=tmp_path / "s.zarr", out_dir=tmp_path / "b", seeds=[0, 1], pretrain_config=tmp_path,
+                      finetune_config=tmp_path, protocols=("rgb",), subsets={"demo": "_g0[12]_"})
+    rows = [0, 1, 2, 4, 5]  # video-table rows scored (row 3 not in this test split)
+    for key in ("scratch", "f_s", "full"):
+        for seed, h in enumerate([[1, 1, 0, 1, 0], [0, 0, 1, 1, 1]]):
+            _write_row(bench.row_dir(seed, "rgb", key), rows, h)
+    s = bench.summary()["protocols"]["rgb"]
+    assert s["subsets"] == {"demo": {"pattern": "_g0[12]_", "num_videos": 3}}  # rows 0, 2, 5
+    demo = s["rows"]["full"]["subsets"]["demo"]
+    assert demo["per_seed"] == pytest.approx([100 / 3, 200 / 3]) and demo["mean"] == pytest.approx(50.0)
+    assert s["rows"]["full"]["per_seed"] == [60.0, 60.0]
+    text = benchmark_markdown({**bench.summary(), "machine": {}}, "csvr x")
+    assert "| scratch | demo | paper (UCF101) |" not in text and "| demo | paper (UCF101) |" in text
+    assert "| 60.0 | 0.0 | [60.0, 60.0] | 50.0 [33.3, 66.7] |" in text
+    bench.subsets = {"none": "_g09_"}
+    with pytest.raises(ValueError, match="subset 'none': no scored test video .* matching '_g09_'"):
+        bench.summary()
+
+
 SMALL = ("batch_size=2", "data.frames=4", "data.future_frames=4", "data.crop=96", "data.input_size=32",
          "data.num_workers=0", "data.max_iframes=2", "model.video_size=16", "model.embed_dim=16", "model.noise_dim=4",
          "model.options.head_hidden=16", "model.options.pose_hidden=8", "model.options.gen_channels=16",

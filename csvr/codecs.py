@@ -7,8 +7,8 @@ and decoded by libjpeg-turbo through OpenCV. The codec is an array-to-bytes code
 
 and is registered through the `zarr.codecs` entry point of this package, so any Zarr v3 reader with csvr
 installed opens such a store (`zarr.open_array(...)[k]` decodes frame k); the loader's direct reader
-(`train/data/fastchunks.py`) decodes the same bytes without zarr's machinery, and on CUDA a batch of
-chunks can be decoded on the GPU (`torchvision.io.decode_jpeg(device="cuda")`, nvJPEG).
+(`train/data/fastchunks.py`) decodes the same bytes without zarr's machinery, in its threads, on CPU.
+Decoding on the GPU in batches (nvJPEG) is not implemented (docs/store.md, "Compact formats").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Running the paper's ablation tables: one row = one pretraining variant + one fine-tuning variant.
 
-`run_ablation` walks the rows of the requested tables, calls `run_row` (the seam that pretrains and
+`run_ablation` walks the rows of the requested tables, calls `run_row` (the callable that pretrains and
 fine-tunes one row and returns its test top-1) for each distinct row configuration, saves results
 after every row (so a killed ablation resumes where it stopped), and writes one Markdown file with
 our numbers beside the paper's.

@@ -153,7 +153,7 @@ def read_features(path: str | Path, split: str) -> FeatureSet:
 
 
 # --------------------------------------------------------------------------------------------------
-# Extraction seam: the model and the loader are passed in (connected by the CLI / the lead).
+# Extraction: the model and the loader are passed in by the pipeline.
 # --------------------------------------------------------------------------------------------------
 
 FeatureFn = Callable[[Any], Any]

@@ -1,5 +1,5 @@
-"""``csvr shards info|ls|show|verify|preview STORE``: inspect a csvr-store/1 store (``--json PATH`` or
-``--json -`` for machines)."""
+"""``csvr shards info|ls|show|verify|preview|transcode``: inspect a csvr-store/1 store or re-encode its frames
+(``--json PATH`` or ``--json -`` for machines)."""
 
 from __future__ import annotations
 

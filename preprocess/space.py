@@ -105,7 +105,8 @@ def _existing_dir(path: Path) -> Path:
     return p
 
 
-def _du(path: Path) -> int:
+def disk_usage(path: Path) -> int:
+    """Bytes of the files under `path` (links not followed; files that vanish meanwhile are skipped)."""
     total = 0
     for dirpath, _, files in os.walk(path):
         for f in files:
@@ -125,7 +126,7 @@ def check_free_space(out: str, estimate: dict) -> dict:
     path = Path(out.removeprefix("file://"))
     where = _existing_dir(path)
     free = shutil.disk_usage(where).free
-    written = _du(path) if path.exists() else 0
+    written = disk_usage(path) if path.exists() else 0
     need = max(0, estimate["peak_bytes"] - written)
     info = {"checked": True, "free_bytes": int(free), "written_bytes": int(written), "need_bytes": int(need),
             "filesystem_of": str(where)}

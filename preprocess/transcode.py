@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from csvr.preprocess import store as st
+from csvr.preprocess.space import disk_usage
 from csvr.preprocess.schema import StoreError, open_store
 
 log = logging.getLogger(__name__)
@@ -55,16 +56,12 @@ def transcode_store(src: str | Path, dst: str | Path, codec: str, jpeg_quality: 
     if problems:
         raise StoreError(f"{dst}: the transcoded store does not verify: " + "; ".join(problems[:5]))
     group.attrs.update({"complete": True})
-    before = _du(src, IMAGE_ARRAYS)
-    after = _du(dst, IMAGE_ARRAYS)
+    before = sum(disk_usage(src / n) for n in IMAGE_ARRAYS)
+    after = sum(disk_usage(dst / n) for n in IMAGE_ARRAYS)
     summary = {"src": str(src), "dst": str(dst), "codec": codec, "jpeg_quality": jpeg_quality if codec == "jpeg" else None,
-               "image_bytes_before": before, "image_bytes_after": after, "store_bytes": _du(dst, ("",))}
+               "image_bytes_before": before, "image_bytes_after": after, "store_bytes": disk_usage(dst)}
     log.info("%s -> %s: image arrays %.1f MB -> %.1f MB", src, dst, before / 1e6, after / 1e6)
     return summary
-
-
-def _du(root: Path, names: tuple[str, ...]) -> int:
-    return sum(f.stat().st_size for n in names for f in (root / n).rglob("*") if f.is_file())
 
 
 def _transcode_array(a, group, fs: st.FS, name: str, codec: str, jpeg_quality: int, progress: bool) -> None:

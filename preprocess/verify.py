@@ -3,7 +3,6 @@ sizes and the consistency of the tables with the arrays; every problem names the
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -11,7 +10,7 @@ import numpy as np
 from csvr.contracts import STORED_STATUSES
 from csvr.preprocess.schema import (FRAME_ARRAYS, IFRAME_ARRAYS, SCHEMA, StoreError, open_store, read_table,
                                     table_sha256)
-from csvr.preprocess.store import FS
+from csvr.preprocess.store import FS, sha256_or_absent
 
 
 def _rows(lo: int, hi: int) -> str:
@@ -129,7 +128,7 @@ def verify_store(store: str, progress: bool = False) -> tuple[list[str], dict]:
             lo, hi = k * rows, min(a.shape[0], (k + 1) * rows)
             want = sums.get(str(k))
             try:
-                got = "absent" if not fs.exists(key) else hashlib.sha256(fs.read_bytes(key)).hexdigest()
+                got = sha256_or_absent(fs, key)
             except Exception as exc:
                 got = f"unreadable ({type(exc).__name__}: {exc})"
             stats["shards_checked"] += 1

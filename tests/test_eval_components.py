@@ -1,4 +1,4 @@
-"""The store side of evaluation (read with zarr per the contract) and the clear seam errors."""
+"""The store side of evaluation (read with zarr per the contract) and its errors."""
 
 from __future__ import annotations
 

@@ -286,7 +286,7 @@ def test_recognition_and_pretext_sections():
     assert pretext_metrics([]) == {}
 
 
-def test_cli_report_and_seam_errors(tmp_path):
+def test_cli_report_and_errors(tmp_path):
     run = make_run_folder(tmp_path)
     groups = tmp_path / "synthetic.json"
     groups.write_text(json.dumps({"classes": CLASSES, "groups": GROUPS}))

@@ -181,14 +181,6 @@ def test_gradient_penalty_matches_finite_differences_and_touches_only_critic():
     assert all(p.grad is not None for p in (critic[0].weight, critic[0].bias, critic[2].weight))
 
 
-def test_branch_totals():
-    a, b, c = torch.tensor(2.0), torch.tensor(4.0), torch.tensor(1.0)
-    assert L.total_loss(a, b, c).item() == pytest.approx(0.75 * 2 + 0.75 * 4 + 1)
-    assert L.total_loss(a, b, c, sigma_p=0.5, sigma_c=1.25).item() == pytest.approx(1 + 5 + 1)
-    assert L.video_branch_loss(a, b).item() == pytest.approx(3.0)
-    assert L.pose_branch_loss(a, b, c, gp_weight=10).item() == pytest.approx(16.0)
-
-
 # ------------------------------------------------------------------------------ descent
 def _descends(loss_fn, params, steps=20, lr=0.1):
     opt = torch.optim.SGD(params, lr=lr)

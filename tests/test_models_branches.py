@@ -345,7 +345,7 @@ def test_csvr_joint_one_stage_step():
         os_v = OneStageGAN("wgan", d_weight=0.5, g_weight=0.5)
         adv = os_v.discriminator_loss(disc(target), disc(os_v.to_discriminator(gen_out))) / 0.5
         l_video.append(adv + 10 * L.gradient_penalty(disc, target, gen_out) + L.video_l2(gen_out, target))
-    loss = L.total_loss(l_pose, l_ctx, L.video_branch_loss(*l_video), sp, sc)
+    loss = sp * l_pose + sc * l_ctx + (l_video[0] + l_video[1]) / 2  # Eq. 9 with Eq. 8
     assert torch.isfinite(loss)
     loss.backward()
     for name, module in model.groups(GROUPS).items():

@@ -33,7 +33,7 @@ from csvr.train import checkpoint as ckpt_mod
 from csvr.train.config import ConfigError, FinetuneConfig, ModelConfig, _from_dict, save_config, to_dict
 from csvr.train.distributed import DistInfo, barrier, default_loader_workers, init_from_env
 from csvr.train.loop import (Position, ResumableBatches, autocast_context, build_optimizer, build_scheduler,
-                        raise_if_non_finite, setup_runtime, to_device, wrap_ddp)
+                        progress_bar, raise_if_non_finite, setup_runtime, to_device, wrap_ddp)
 from csvr.train.metrics_log import MetricsLogger, StepTimer, grad_norms
 from csvr.train.models.backbones import build_backbone
 from csvr.train.models.context import MLPHead
@@ -262,7 +262,7 @@ def finetune(cfg: FinetuneConfig, store: str | Path, run_dir: str | Path, *, pre
     steps_per_epoch = r.plan["steps_per_epoch"]
     it = iter(r.batches)
     step = start_epoch * steps_per_epoch
-    bar = _progress(cfg.epochs * steps_per_epoch, step, dist_info.is_main)
+    bar = progress_bar("finetune", cfg.epochs * steps_per_epoch, step, dist_info.is_main, unit="step")
     try:
         for epoch in range(start_epoch, cfg.epochs):
             r.model.train()
@@ -388,15 +388,6 @@ def _end_epoch(r: _Run, epoch: int, step: int) -> float:
                 kind="finetune", model=r.net, optimizer=r.optimizer, scheduler=r.scheduler, progress=progress,
                 config=to_dict(cfg), extra=extra), r.last_path)
     return top1
-
-
-def _progress(total: int, start: int, enabled: bool):
-    """A tqdm bar over all fine-tuning steps on the main rank (as train.pretrain); TQDM_DISABLE (csvr -q) hides it."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, desc="finetune", unit="step", leave=False, dynamic_ncols=True)
 
 
 def load_finetuned(path: str | Path, device: str | torch.device = "cpu") -> DownstreamNet:

@@ -204,15 +204,19 @@ class ResumableBatches:
                 close()
 
 
+def progress_bar(desc: str, total: int, start: int, enabled: bool, unit: str = "it"):
+    """A tqdm bar over a run's steps on the main rank, or None; TQDM_DISABLE (`csvr -q`) hides it."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Move every tensor of a batch to `device` (non-blocking when pinned; tensors already there, such
     as the batches `ResumableBatches` copies to a CUDA device itself, are passed through)."""
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DDP wrapper (or the module itself)."""
-    return model.module if hasattr(model, "module") else model
 
 
 def wrap_ddp(model: torch.nn.Module, dist_info: DistInfo) -> torch.nn.Module:

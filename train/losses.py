@@ -3,9 +3,10 @@
 Context matching: :func:`mi_infonce` (Eq. 2), :func:`infonce` (Eq. 10), :func:`context_l2` (Table IV
 ablation) and :func:`select_iframe` (one random I-frame per clip for the two ablations).
 Pose prediction: :func:`pose_l2` (the L2 term of Eq. 1, visibility-masked).
-Video generation: :func:`video_l2` (the pixel term of Eqs. 6-7), :func:`video_branch_loss` (Eq. 8).
+Video generation: :func:`video_l2` (the pixel term of Eqs. 6-7).
 GANs: :func:`d_adv_loss`, :func:`g_adv_loss` for ``kind`` in :data:`GAN_KINDS` and
-:func:`gradient_penalty` (WGAN-GP, the last term of Eq. 1). Joint objective: :func:`total_loss` (Eq. 9).
+:func:`gradient_penalty` (WGAN-GP, the last term of Eq. 1). The branch totals (Eqs. 1, 8) and the joint
+objective (Eq. 9) are assembled where they are trained, in :mod:`train.steps`.
 
 Adversarial formulation. Eqs. 1, 6, 7 are written with log D, but the paper trains the pose GAN with
 the WGAN-GP penalty, which only makes sense for a Wasserstein critic; so ``"wgan"`` (critic scores,
@@ -34,9 +35,6 @@ __all__ = [
     "d_fake_per_sample",
     "g_fake_per_sample",
     "gradient_penalty",
-    "pose_branch_loss",
-    "video_branch_loss",
-    "total_loss",
 ]
 
 GAN_KINDS = ("wgan", "nonsaturating", "hinge")
@@ -206,25 +204,3 @@ def gradient_penalty(
     scores = critic(x)
     (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-
-
-# ------------------------------------------------------------------------------ branch totals
-def pose_branch_loss(adv: torch.Tensor, l2: torch.Tensor, gp: torch.Tensor | float = 0.0, gp_weight: float = 10.0) -> torch.Tensor:
-    """Eq. 1 as one scalar: adversarial term + L2 term + gp_weight * gradient penalty.
-
-    In practice the generator minimises g_adv + l2 and the critic d_adv + gp_weight * gp; with the
-    one-stage update (:mod:`train.osgan`) the critic's form is what is backpropagated.
-    """
-    return adv + l2 + gp_weight * gp
-
-
-def video_branch_loss(loss_r: torch.Tensor, loss_p: torch.Tensor) -> torch.Tensor:
-    """Eq. 8: L_video = (L_r + L_p) / 2."""
-    return (loss_r + loss_p) / 2
-
-
-def total_loss(
-    loss_pose: torch.Tensor, loss_context: torch.Tensor, loss_video: torch.Tensor, sigma_p: float = 0.75, sigma_c: float = 0.75
-) -> torch.Tensor:
-    """Eq. 9: L = sigma_p * L_pose + sigma_c * L_context + L_video (paper: sigma_p = sigma_c = 0.75)."""
-    return sigma_p * loss_pose + sigma_c * loss_context + loss_video

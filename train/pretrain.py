@@ -27,7 +27,7 @@ from csvr.train import checkpoint as ckpt_mod
 from csvr.train.config import PretrainConfig, StageConfig, save_config, to_dict
 from csvr.train.distributed import DistInfo, barrier, default_loader_workers, init_from_env
 from csvr.train.loop import (Position, ResumableBatches, autocast_context, build_optimizer, build_scheduler,
-                        raise_if_non_finite, setup_runtime, to_device, wrap_ddp)
+                        progress_bar, raise_if_non_finite, setup_runtime, to_device, wrap_ddp)
 from csvr.train.metrics_log import MetricsLogger, StepTimer, save_pose_plot, save_video_grid
 from csvr.train.steps import STEPS, LossModule, StepContext
 from csvr.train.system import DISCRIMINATORS, GROUPS, CSVRModel, count_parameters, stage_groups
@@ -189,7 +189,7 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
     valid_groups = [g for g in GROUPS if g in groups or g in loaded]
     timer = StepTimer()
     it = iter(batches)
-    progress_bar = _progress(stage.name, total_steps, step, dist_info.is_main)
+    bar = progress_bar(f"pretrain/{stage.name}", total_steps, step, dist_info.is_main)
     while step < total_steps:
         batch = next(it)
         batch = augment(to_device(batch, dist_info.device))
@@ -206,10 +206,10 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
         if step % cfg.run.log_every == 0 or step == total_steps:
             logger.log({"step": step, "stage": stage.name, "epoch": batches.position.epoch,
                         **scalars, "lr": lr, **timing})  # timing: samples_per_s, data_wait_frac, step_s
-        if progress_bar is not None:
-            progress_bar.update(1)
-            progress_bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in scalars.items()
-                                      if k in (f"loss/{stage.name}", "loss/total")})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in scalars.items()
+                             if k in (f"loss/{stage.name}", "loss/total")})
         if dist_info.is_main and cfg.run.image_every and (step % cfg.run.image_every == 0 or step == total_steps):
             _save_images(run_dir, stage.name, step, batch, ctx.extras.get("last_outputs", {}), cfg.model.video_size)
         if step % cfg.run.checkpoint_every == 0 or step == total_steps:
@@ -218,8 +218,8 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
         if step_hook is not None:
             step_hook(stage.name, step)
         timer.reset()  # checkpoint / image time is not data wait
-    if progress_bar is not None:
-        progress_bar.close()
+    if bar is not None:
+        bar.close()
     if dist_info.is_main:
         ck = ckpt_mod.make_checkpoint(kind="pretrain-stage", model=net, optimizer=None, scheduler=None,
                                       progress={"stage": stage.name, "step": step}, config=to_dict(cfg),
@@ -228,14 +228,6 @@ def run_stage(cfg: PretrainConfig, stage: StageConfig, store: str | Path, run_di
         ckpt_mod.save_atomic(ck, final)
     barrier()
     return final
-
-
-def _progress(name: str, total: int, start: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=start, desc=f"pretrain/{name}", leave=False, dynamic_ncols=True)
 
 
 def _stage_plans(cfg: PretrainConfig, store: str | Path, world_size: int) -> tuple[dict[str, dict], dict]:

@@ -7,7 +7,8 @@ Two sources, as the issue that asked for it (14) says:
 - a synthetic dataset (`--synthetic ROOT`, `csvr synth`): preprocessed once per format into a real store
   (ground-truth poses, so the pose model costs nothing here), whose bytes per stored frame and full-sample
   rate (clip + future clip + poses + I-frames, the paper's 16 frames at stride 4) are measured with one
-  loader thread, next to on-the-fly PyAV decoding of the same videos (bare 16-frame clips, one thread).
+  loader thread, next to on-the-fly decoding of the same videos with PyAV, and decord and TorchCodec where
+  they run (bare 16-frame clips, one thread; `csvr bench loader`'s decoder rows).
 
 Projected sizes use the real clips' bytes per frame and the datasets' frame counts in `DATASETS`.
 """
@@ -123,10 +124,6 @@ def projected_bytes(frame_bytes: float, step: int) -> dict[str, float]:
             for d, (_, frames, _) in DATASETS.items()}
 
 
-def _store_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def _slug(name: str) -> str:
     return name.replace(", ", "_").replace(" ", "")
 
@@ -146,9 +143,10 @@ def store_rows(root: Path, work: Path, *, limit: int, batches: int, batch_size: 
     (step-1 formats) and the median full-sample rate over `repeats` interleaved rounds; and the PyAV row."""
     import zarr
 
-    from csvr.benchmarks.loader import PyAVBench, resolve_video_paths, time_threaded
+    from csvr.benchmarks.loader import ON_THE_FLY, PyAVBench, decoder_available, resolve_video_paths, time_threaded
     from csvr.data_manifests import build_manifest
     from csvr.preprocess.pipeline import preprocess_dataset
+    from csvr.preprocess.space import disk_usage
     from csvr.train.data import StoreReader
 
     manifest = build_manifest("synthetic", root=root)
@@ -161,8 +159,8 @@ def store_rows(root: Path, work: Path, *, limit: int, batches: int, batch_size: 
                            jpeg_quality=quality or 90, limit=limit, progress=False, space_check=False)
         stored = zarr.open_group(str(out), mode="r")["frames"].shape[0]
         rows[name] = {"codec": codec, "jpeg_quality": quality, "frame_step": step, "stored_frames": stored,
-                      "store_bytes_per_stored_frame": _store_bytes(out) / stored,
-                      "frames_bytes_per_stored_frame": _store_bytes(out / "frames") / stored,
+                      "store_bytes_per_stored_frame": disk_usage(out) / stored,
+                      "frames_bytes_per_stored_frame": disk_usage(out / "frames") / stored,
                       "preprocess_s": round(time.perf_counter() - t0, 2)}
         stores[name] = out
         click.echo(f"{name:>16s}: {rows[name]['store_bytes_per_stored_frame'] / 1e3:7.1f} kB per stored frame")
@@ -177,24 +175,36 @@ def store_rows(root: Path, work: Path, *, limit: int, batches: int, batch_size: 
     videos = reader.videos.rows_in_split(None)
     paths = resolve_video_paths(reader, videos, root)
     src = [int(reader.videos["source_frames"][v]) for v in videos]
-    pyav = PyAVBench(paths, src, 16, 4, reader.frame_size, 112)
-    runs: dict[str, list[float]] = {name: [] for name in [*rows, "pyav"]}
+    decoders: dict[str, Any] = {"pyav": PyAVBench(paths, src, 16, 4, reader.frame_size, 112)}
+    skipped = {}
+    for name, cls in ON_THE_FLY.items():
+        why = decoder_available(name)
+        if why is None:
+            decoders[name] = cls(paths, src, 16, 4, reader.frame_size, 112)
+        else:
+            skipped[name] = why
+            click.echo(f"{name}: not run ({why})")
+    runs: dict[str, list[float]] = {name: [] for name in [*rows, *decoders]}
     for rnd in range(repeats):  # rounds interleave the rows so that other load hits every row alike
         for name in rows:
             runs[name].append(_full_sample_rate(stores[name], batches=batches, batch_size=batch_size, seed=rnd))
-        runs["pyav"].append(time_threaded(pyav, threads=1, batch_size=batch_size, batches=max(2, batches // 4),
-                                          seed=rnd)["clips_per_s"])
+        for name, ds in decoders.items():
+            runs[name].append(time_threaded(ds, threads=1, batch_size=batch_size, batches=max(2, batches // 4),
+                                            seed=rnd)["clips_per_s"])
         click.echo(f"[round {rnd + 1}/{repeats}] " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in runs.items()))
     for name, row in rows.items():
         row["full_samples_per_s_per_core"] = float(np.median(runs[name]))
         row["full_samples_per_s_runs"] = runs[name]
-    pyav_row = {"clips_per_s_per_core": float(np.median(runs["pyav"])), "runs": runs["pyav"],
-                "note": "on-the-fly PyAV, bare 16-frame clips (a full sample decodes twice the frames and more)"}
+    on_the_fly = {name: {"clips_per_s_per_core": float(np.median(runs[name])), "runs": runs[name]} for name in decoders}
+    best = max(on_the_fly, key=lambda n: on_the_fly[n]["clips_per_s_per_core"])
+    on_the_fly_rows = {"decoders": on_the_fly, "skipped": skipped, "best": best,
+                       "note": "on-the-fly decoding of bare 16-frame clips, one thread (a full sample decodes "
+                               "twice the frames and more)"}
     raw_rate = rows["raw"]["full_samples_per_s_per_core"]
     for row in rows.values():
         row["vs_raw_store"] = row["full_samples_per_s_per_core"] / raw_rate
-        row["vs_pyav_bare_clips"] = row["full_samples_per_s_per_core"] / pyav_row["clips_per_s_per_core"]
-    return rows, pyav_row
+        row["vs_best_on_the_fly_bare_clips"] = row["full_samples_per_s_per_core"] / on_the_fly[best]["clips_per_s_per_core"]
+    return rows, on_the_fly_rows
 
 
 def run_formats(real: Path | None, synthetic: Path | None, *, limit: int = 24, batches: int = 12,
@@ -219,12 +229,15 @@ def run_formats(real: Path | None, synthetic: Path | None, *, limit: int = 24, b
                        "projected " + ", ".join(f"{d} {g:,.0f} GB" for d, g in row["projected_gb"].items()))
     if synthetic is not None:
         with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-            rows, pyav = store_rows(synthetic, Path(tmp), limit=limit, batches=batches, batch_size=batch_size,
-                                    repeats=repeats)
-        result["synthetic"] = {"root": str(synthetic), "videos": limit, "rows": rows, "pyav": pyav}
+            rows, on_the_fly = store_rows(synthetic, Path(tmp), limit=limit, batches=batches,
+                                          batch_size=batch_size, repeats=repeats)
+        result["synthetic"] = {"root": str(synthetic), "videos": limit, "rows": rows, "on_the_fly": on_the_fly}
+        best = on_the_fly["best"]
+        for name, d in on_the_fly["decoders"].items():
+            click.echo(f"{name:>16s}: {d['clips_per_s_per_core']:6.1f} bare clips/s per core (on the fly)")
         for name, row in rows.items():
             click.echo(f"{name:>16s}: {row['full_samples_per_s_per_core']:6.1f} full samples/s per core "
-                       f"({row['vs_raw_store']:.2f} of raw, {row['vs_pyav_bare_clips']:.1f}x PyAV bare clips)")
+                       f"({row['vs_raw_store']:.2f} of raw, {row['vs_best_on_the_fly_bare_clips']:.1f}x {best} bare clips)")
     result["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
     result["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return result

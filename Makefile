@@ -172,7 +172,7 @@ BENCH_STORE ?= stores/benchmark.zarr
 #: BENCH_DIR output folder of make benchmark
 BENCH_DIR ?= runs/benchmark
 #: BENCH_SEEDS pretraining seeds of make benchmark
-BENCH_SEEDS ?= 0 1 2 3 4
+BENCH_SEEDS ?= 0 1 2
 #: BENCH_SUBSET NAME=REGEX: also score the rows on the test videos whose id matches (default: the demo's 48)
 # the demo's own test videos are groups 1-2 of each class at SYNTH_VIDEOS=10
 BENCH_SUBSET ?= demo=_g0[12]_

@@ -25,7 +25,7 @@ RUN ?= runs/$(DATASET)-$(CONFIG)
 #: POSE pose source of preprocess: yolo | groundtruth (synthetic only) | openpifpaf (docs/pose.md)
 POSE ?= yolo
 # Frame format of the store (docs/store.md, "Compact formats"): raw frames where the dataset fits on a node's disk
-# (UCF101 ~178 GB, HMDB51 ~51 GB), lossy JPEG-90 for Kinetics-400 (~4.6 TB raw -> ~0.4 TB) and SSv2.
+# (UCF101 ~177 GB, HMDB51 ~51 GB), lossy JPEG-90 for Kinetics-400 (~4.6 TB raw -> ~0.4 TB) and SSv2.
 COMPACT_DATASETS := kinetics400 ssv2
 #: FRAME_CODEC store frame format: none (raw) | jpeg; jpeg for kinetics400 and ssv2 by default
 FRAME_CODEC ?= $(if $(filter $(DATASET),$(COMPACT_DATASETS)),jpeg,none)

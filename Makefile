@@ -43,6 +43,10 @@ PRETRAINED ?= $(PRETRAIN_RUN)/checkpoints/final.pt
 VARIANT ?= fi
 #: TABLES ablation tables of make ablate (I, III, IV, V, comma-separated)
 TABLES ?= I
+#: ROWS only these row keys of TABLES in make ablate, comma-separated (default: every row)
+ROWS ?=
+#: DEMO_ROWS Table I rows of make demo (the benchmark runs them all)
+DEMO_ROWS ?= scratch,full
 #: NPROC torchrun processes per node of pretrain and finetune
 NPROC ?= 1
 #: TRAIN_ARGS extra arguments of csvr pretrain/finetune
@@ -133,7 +137,7 @@ evaluate: store  ## top-1, retrieval, pretext metrics and report.md into EVAL_DI
 
 # Reuses the pretraining run of `make pretrain` when it exists; adds the tables to the evaluation report.
 ablate: store  ## the paper's ablation TABLES into ABLATION_DIR (ABLATE_ARGS)
-	$(BIN)/csvr ablate run --store $(OUT) --config $(CONFIG) --tables $(TABLES) --out $(ABLATION_DIR) \
+	$(BIN)/csvr ablate run --store $(OUT) --config $(CONFIG) --tables $(TABLES) $(if $(ROWS),--rows $(ROWS)) --out $(ABLATION_DIR) \
 	  $(if $(wildcard $(PRETRAIN_RUN)/checkpoints/final.pt),--pretrain-run $(PRETRAIN_RUN)) \
 	  $(if $(wildcard $(EVAL_DIR)/metrics.json),--report $(EVAL_DIR)) $(ABLATE_ARGS)
 
@@ -143,7 +147,7 @@ demo: setup  ## synth -> preprocess -> pretrain -> finetune -> evaluate -> ablat
 	$(MAKE) --no-print-directory pretrain DATASET=synthetic CONFIG=tiny && \
 	$(MAKE) --no-print-directory finetune DATASET=synthetic CONFIG=tiny && \
 	$(MAKE) --no-print-directory evaluate DATASET=synthetic CONFIG=tiny && \
-	$(MAKE) --no-print-directory ablate DATASET=synthetic CONFIG=tiny && \
+	$(MAKE) --no-print-directory ablate DATASET=synthetic CONFIG=tiny ROWS=$(DEMO_ROWS) && \
 	echo "demo done in $$(( $$(date +%s) - start )) s: report $(EVAL_DIR)/report.md, ablation $(ABLATION_DIR)/ablation.md"
 
 # The demo once per seed (pretraining, fine-tuning and every ablation row seeded), then mean and range per row.

@@ -68,6 +68,19 @@ def ablation_report(results: Mapping[str, Mapping[str, Mapping[str, float | None
     return "\n".join(parts).rstrip() + "\n"
 
 
+def select_rows(tables: Sequence[str], keys: str) -> dict[str, list[str]]:
+    """`rows` for `run_ablation` from comma-separated row keys: each table keeps the keys it has; a key that
+    no requested table has is an error naming the keys there are."""
+    wanted = [k.strip() for k in keys.split(",") if k.strip()]
+    have = {t.upper(): [r.key for r in paper.ablation_rows(t)] for t in tables}
+    unknown = [k for k in wanted if not any(k in v for v in have.values())]
+    if unknown or not wanted:
+        known = ", ".join(k for v in have.values() for k in v)
+        raise ValueError(f"unknown ablation row(s) {', '.join(unknown) or repr(keys)} for table(s) "
+                         f"{', '.join(have)}; rows: {known}")
+    return {t: [k for k in v if k in wanted] for t, v in have.items()}
+
+
 def run_ablation(
     tables: Sequence[str],
     out_dir: str | Path,

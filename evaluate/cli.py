@@ -191,6 +191,8 @@ def ablate_seeds(results: tuple[Path, ...], out: Path | None, json_out: Path | N
                    "when it exists, else NAME.yaml) or a pretraining config file.")
 @click.option("--finetune-config", default=None, help="Fine-tuning config name or file (overrides the default above).")
 @click.option("--tables", default="I", show_default=True, help="Comma-separated: I, III, IV, V.")
+@click.option("--rows", default=None, metavar="KEYS",
+              help="Only these row keys of the tables, comma-separated (e.g. scratch,full); default: every row.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder: one sub-folder per row, results.json, ablation.md. Rerunning resumes it.")
 @click.option("--pretrain-run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -211,7 +213,7 @@ def ablate_seeds(results: tuple[Path, ...], out: Path | None, json_out: Path | N
                    "training's run.threads left).")
 @click.option("--workers", "num_workers", type=click.IntRange(min=0), default=None,
               help=WORKERS_HELP + " For the rows' evaluation; training takes data.num_workers from its configs.")
-def ablate_run(store: Path, config: str, finetune_config: str | None, tables: str, out_dir: Path,
+def ablate_run(store: Path, config: str, finetune_config: str | None, tables: str, rows: str | None, out_dir: Path,
                pretrain_run: Path | None, pretrain_overrides: tuple[str, ...], finetune_overrides: tuple[str, ...],
                epochs: int | None, report_dir: Path | None, num_clips: int, device: str, threads: int | None,
                num_workers: int | None) -> None:
@@ -219,7 +221,7 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
     (clip- and video-level top-1 beside the paper's numbers). Resumable: finished rows are kept."""
     import time
 
-    from csvr.evaluate.ablation import run_ablation
+    from csvr.evaluate.ablation import run_ablation, select_rows
     import torch
 
     from csvr.evaluate.ablation_runner import RowRunner, ablation_finetune_config, resolve_config
@@ -239,8 +241,9 @@ def ablate_run(store: Path, config: str, finetune_config: str | None, tables: st
                            num_workers=num_workers, threads=threads)
         torch.set_num_threads(eval_threads(threads))
         info = StoreInfo(store)
-        res = run_ablation([t.strip() for t in tables.split(",") if t.strip()], out_dir,
-                           info.attrs.get("dataset", "dataset"), runner)
+        table_list = [t.strip() for t in tables.split(",") if t.strip()]
+        res = run_ablation(table_list, out_dir, info.attrs.get("dataset", "dataset"), runner,
+                           rows=select_rows(table_list, rows) if rows else None)
         if report_dir is not None:
             from csvr.evaluate.ablation_runner import attach_to_report
 

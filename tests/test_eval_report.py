@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from csvr.evaluate import paper
-from csvr.evaluate.ablation import run_ablation
+from csvr.evaluate.ablation import run_ablation, select_rows
 from csvr.evaluate.cli import ablate, evaluate
 from csvr.evaluate.pipeline import EvalComponents, evaluate_run, pretext_metrics, recognition_metrics
 from csvr.evaluate.markdown import ablation_markdown
@@ -205,6 +205,20 @@ def test_run_ablation_dedupes_and_resumes(tmp_path):
     out = CliRunner().invoke(ablate, ["table", str(res["results_path"])])
     assert out.exit_code == 0, out.output
     assert "| Training from scratch | 25.0 | 65.0 | 32.5 |" in out.output
+
+
+def test_select_rows_runs_only_the_named_rows(tmp_path):
+    calls = []
+
+    def run_row(row, row_dir):
+        calls.append(row.key)
+        return 0.5
+
+    assert select_rows(["I", "IV"], "scratch, full,l2") == {"I": ["scratch", "full"], "IV": ["l2"]}
+    res = run_ablation(["I"], tmp_path / "abl", "synthetic", run_row, rows=select_rows(["I"], "full,scratch"))
+    assert calls == ["scratch", "full"] and set(res["results"]["I"]) == {"scratch", "full"}
+    with pytest.raises(ValueError, match=r"unknown ablation row\(s\) recon for table\(s\) I; rows: scratch, f_d"):
+        select_rows(["I"], "scratch,recon")
 
 
 def test_paper_tables_are_consistent():
